@@ -3,7 +3,33 @@
 Every forward and backward pass is written by hand; hot loops are compiled with Numba; every
 gradient is checked against finite differences (``npmobilenet.gradcheck``).
 """
+import importlib
+
 __version__ = "0.1.0"
 
-from . import nn  # noqa: F401  (the layer library, torch.nn-style)
-from .gradcheck import gradcheck  # noqa: F401
+# Public names and the submodule that defines each.  They are imported on first use (PEP 562), so
+# ``import npmobilenet`` stays fast and a lesson that only needs ``nn`` never compiles a model.
+_LAZY = {
+    "nn": (".nn", None),
+    "gradcheck": (".gradcheck", "gradcheck"),
+    "create_model": (".build", "create_model"),
+    "list_models": (".build", "list_models"),
+    "summary": (".count", "summary"),
+}
+
+
+def __getattr__(name):
+    if name not in _LAZY:
+        raise AttributeError(f"module 'npmobilenet' has no attribute {name!r}")
+    module, attr = _LAZY[name]
+    mod = importlib.import_module(module, __name__)
+    value = mod if attr is None else getattr(mod, attr)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted(list(globals()) + list(_LAZY))
+
+
+__all__ = ["nn", "gradcheck", "create_model", "list_models", "summary", "__version__"]
