@@ -7,11 +7,14 @@ import importlib
 
 __version__ = "0.1.0"
 
+# Imported eagerly so that the name ``npmobilenet.gradcheck`` is the function, not its module
+# (``from npmobilenet.gradcheck import numerical_grad`` still reaches the module).
+from .gradcheck import gradcheck  # noqa: E402
+
 # Public names and the submodule that defines each.  They are imported on first use (PEP 562), so
 # ``import npmobilenet`` stays fast and a lesson that only needs ``nn`` never compiles a model.
 _LAZY = {
     "nn": (".nn", None),
-    "gradcheck": (".gradcheck", "gradcheck"),
     "create_model": (".build", "create_model"),
     "list_models": (".build", "list_models"),
     "summary": (".count", "summary"),
