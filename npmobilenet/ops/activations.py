@@ -12,8 +12,13 @@ At a kink the derivative does not exist; backward returns the subgradient that P
 kernels return, so gradients match ``torch.autograd`` bit for bit in these cases:
 
     relu'(0) = 0;  relu6' = 0 at 0 and at 6;  hardsigmoid' = 1/6 on the OPEN interval (-3, 3)
-    and 0 at -3 and 3;  hardswish' = x/3 + 1/2 on the CLOSED interval [-3, 3], so -1/2 at -3 and
-    3/2 at 3 (a right-/left-limit mismatch; ATen's current behaviour, disputed in pytorch #147801).
+    and 0 at -3 and 3;  hardswish' = x/3 + 1/2 on the OPEN interval (-3, 3), 0 at -3 and 1 at 3.
+
+The hardswish kinks have a history.  ATen used x/3 + 1/2 on the CLOSED interval [-3, 3] (so
+-1/2 at -3 and 3/2 at 3, slopes that belong to neither neighbouring piece there); pytorch issue
+#147801 disputed it and PR #148049 changed it to the values above, which is what PyTorch 2.14
+returns (``torch.ops.aten.hardswish_backward`` at -3, 0, 3 gives 0, 1/2, 1).  We follow the
+current ATen; ``test_activations.py`` pins every kink value.
 
 Each forward keeps only what its backward needs: a boolean mask (relu, relu6, hardsigmoid: one
 byte per element) or the input (hardswish, gelu).
@@ -87,13 +92,14 @@ def hardswish_forward(x):
 def hardswish_backward(dy, cache):
     """Gradient of hardswish.
 
-    y = 0 for x < -3, x (x + 3) / 6 on [-3, 3], x for x > 3.  By the product rule on the middle
-    piece, dy/dx = ((x + 3) + x) / 6 = x/3 + 1/2, which ATen applies on the closed interval
-    [-3, 3] (so -1/2 at -3, 3/2 at 3: pytorch #147801); the slope is 0 below -3 and 1 above 3.
+    y = 0 for x <= -3, x (x + 3) / 6 on [-3, 3], x for x >= 3.  By the product rule on the middle
+    piece, dy/dx = ((x + 3) + x) / 6 = x/3 + 1/2; the slope is 0 below -3 and 1 above 3.  At the
+    kinks themselves ATen (PyTorch >= the fix of issue #147801, PR #148049) takes the outer
+    pieces' slopes: 0 at x = -3 and 1 at x = 3 (older ATen gave -1/2 and 3/2 there).
     """
     x = cache
     _checks.upstream("hardswish_backward", dy, x.shape, x.dtype)
-    slope = np.where(x < -3, 0, np.where(x <= 3, x / 3 + 0.5, 1)).astype(x.dtype, copy=False)
+    slope = np.where(x <= -3, 0, np.where(x < 3, x / 3 + 0.5, 1)).astype(x.dtype, copy=False)
     return dy * slope
 
 
@@ -183,7 +189,7 @@ class Hardsigmoid(_Activation):
 
 
 class Hardswish(_Activation):
-    """``torch.nn.Hardswish``: x * relu6(x + 3) / 6; slope x/3 + 1/2 on the closed [-3, 3]."""
+    """``torch.nn.Hardswish``: x * relu6(x + 3) / 6; slope x/3 + 1/2 on (-3, 3), 0 at -3, 1 at 3."""
     _fns = (hardswish_forward, hardswish_backward)
 
 
