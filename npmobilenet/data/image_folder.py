@@ -80,6 +80,8 @@ class ImageFolder:
         root = Path(root)
         if not root.is_dir():
             raise FileNotFoundError(f"ImageFolder: {root} is not a folder")
+        if in_chans not in (1, 3):
+            raise ValueError(f"ImageFolder: in_chans must be 1 or 3, got {in_chans!r}")
         self.root, self.size, self.in_chans = root, size, in_chans
         self.classes = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
         if not self.classes:
