@@ -18,6 +18,8 @@ _LAZY = {
     "create_model": (".build", "create_model"),
     "list_models": (".build", "list_models"),
     "summary": (".count", "summary"),
+    "save": (".io", "save"),
+    "load": (".io", "load"),
 }
 
 
