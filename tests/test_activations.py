@@ -61,12 +61,14 @@ KINKS = [  # (activation, x, dy/dx that ATen returns)
 ]
 
 
+@pytest.mark.parametrize("path", PATHS)
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("act,x,slope", KINKS, ids=lambda v: getattr(v, "__name__", str(v)))
-def test_subgradient_at_kinks(act, x, slope, dtype):
+def test_subgradient_at_kinks(act, x, slope, dtype, path):
     m = act()
-    m(np.array([x], dtype))
-    dx = m.backward(np.array([2.0], dtype))
+    with on(path):
+        m(np.array([x], dtype))
+        dx = m.backward(np.array([2.0], dtype))
     assert dx.dtype == dtype
     np.testing.assert_allclose(dx, [2.0 * slope], rtol=1e-6 if dtype == np.float32 else 1e-15)
 
@@ -95,6 +97,19 @@ def test_gelu_fast_equals_plain(dtype, rtol):
     for a, b in zip(out["fast"], out["plain"]):
         assert a.dtype == b.dtype == dtype
         np.testing.assert_allclose(a, b, rtol=rtol, atol=rtol * 1e-3 if dtype == np.float64 else 1e-6)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_hardswish_backward_fast_equals_plain_bit_for_bit(dtype):
+    rng = np.random.default_rng(6)
+    x = np.concatenate([4 * rng.standard_normal(3000), [-3, 3, 0, -6, 6]]).astype(dtype)
+    dy = rng.standard_normal(x.shape).astype(dtype)
+    out = {}
+    for path in PATHS:
+        with on(path):
+            out[path] = A.hardswish_backward(dy, A.hardswish_forward(x)[1])
+    assert out["fast"].dtype == out["plain"].dtype == dtype
+    np.testing.assert_array_equal(out["fast"], out["plain"])
 
 
 # ---- what forward keeps -------------------------------------------------------------------------
