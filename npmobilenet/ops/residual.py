@@ -13,7 +13,9 @@ inverted residual are ``blocks.1.0.conv_pw.weight``, not ``blocks.1.0.fn.conv_pw
 child; instead ``named_modules`` yields fn's modules under Residual's own prefix, so
 ``parameters()``, ``grads()``, ``state_dict()``, ``load_state_dict()``, ``train()``/``eval()`` and
 ``to()`` all reach fn's arrays under exactly the names fn would have on its own.  A builder can
-therefore write ``Residual(block) if has_skip else block`` and the keys do not change.
+therefore write ``Residual(block) if has_skip else block`` and the keys do not change.  (One
+consequence: ``named_modules`` lists the wrapper and fn under the same name; tools that walk it
+see a parameter-free ``Residual`` row next to fn's.)
 
 Blocks that prefer the skip written inside their own forward/backward use the function pair
 ``residual_forward`` / ``residual_backward`` (or simply ``x + f`` and ``dy + df``).
