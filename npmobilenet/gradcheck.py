@@ -172,11 +172,12 @@ def gradcheck(module, x, mode="elementwise", seed=0, h=H, loss=None, directions=
     Returns: a GradcheckReport (``print`` it; ``.passed``; ``.assert_passed()``).
 
     BN in train mode uses batch statistics; the running averages it updates on each forward do
-    not affect train-mode outputs, so repeated forwards are consistent.  Dropout must be off or
-    seeded so that every forward draws the same mask.
+    not affect train-mode outputs, so repeated forwards are consistent.  Dropout draws a new mask
+    on every training forward, so it must be off (p = 0, or eval mode) while checking.
     """
     x = np.ascontiguousarray(x)
-    if x.dtype != np.float64 or module.dtype != np.float64:
+    has_params = bool(module.parameters())
+    if x.dtype != np.float64 or (has_params and module.dtype != np.float64):
         raise TypeError(f"gradcheck: needs float64 (input {x.dtype}, parameters {module.dtype}); "
                         "call module.to(np.float64) and pass a float64 input")
     if mode not in ("elementwise", "directional"):

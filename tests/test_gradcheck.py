@@ -124,3 +124,16 @@ def test_report_table_lists_each_tensor():
 def test_backward_before_forward_is_a_clear_error():
     with pytest.raises(BackwardBeforeForward, match="forward"):
         Affine(2, 2).backward(np.zeros((1, 2)))
+
+
+def test_parameterless_module_is_checked():
+    class Square(Module):
+        def forward(self, x):
+            self.cache = x
+            return x * x
+
+        def backward(self, dy):
+            return 2 * self._need_cache(self.cache) * dy
+
+    x = np.random.default_rng(4).standard_normal((2, 3))
+    assert gradcheck(Square(), x).passed
