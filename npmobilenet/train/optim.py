@@ -10,9 +10,15 @@ Three update rules, each written to match a reference implementation exactly:
   buffer.  V2 paper section 6.1: "RMSPropOptimizer with both decay and momentum set to 0.9 ...
   weight decay 0.00004"; V3 section 6.1.1: RMSProp, momentum 0.9, weight decay 1e-5.  Note that
   TF-slim's trainer passed ``epsilon=1.0`` (its ``opt_epsilon`` flag) and timm's MobileNetV3
-  recipe uses ``--opt-eps 0.001``; TF's own default, 1e-10, makes the first steps large.
+  recipe uses ``--opt-eps 0.001``: a large eps damps the division for parameters whose gradients
+  are small (towards plain momentum SGD), where TF's default 1e-10 would scale their steps up
+  to about ``lr`` whatever the gradient's size.
 * ``AdamW``: PyTorch's ``torch.optim.AdamW`` (Loshchilov & Hutter, "Decoupled Weight Decay
-  Regularization", ICLR 2019), with bias correction; the MobileNetV4 paper trains with AdamW.
+  Regularization", ICLR 2019), with bias correction.
+
+"Exactly" means the same arithmetic in the same order: in float64 the parameters agree with
+PyTorch/timm to about 1e-13 relative after many steps; in float32 they differ by a few units in
+the last place, because PyTorch's vectorised kernels fuse multiplies and adds.
 
 Weight decay is skipped for BN parameters and biases by timm's rule
 (``timm.optim.param_groups_weight_decay``): no decay for any parameter with ``ndim <= 1`` or a

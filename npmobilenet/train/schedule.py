@@ -8,7 +8,7 @@ steps: ``lr(s) = base_lr * s / warmup_steps`` for ``s < warmup_steps``, so step 
 The decay that follows counts its steps from the end of the warm-up.
 
 * ``WarmupCosine``: half a cosine from ``base_lr`` down to ``min_lr`` at ``total_steps``
-  (Loshchilov & Hutter, "SGDR", ICLR 2017, without restarts); the MobileNetV4 recipe.
+  (Loshchilov & Hutter, "SGDR", ICLR 2017, without restarts).
 * ``ExponentialDecay``: ``base_lr * decay_rate ** (steps / decay_steps)``, as
   ``tf.train.exponential_decay``; with ``staircase`` the exponent is floored, so the rate drops once
   every ``decay_steps``.  The papers: V1/V2 "learning rate decay rate of 0.98 per epoch" (V2
