@@ -13,6 +13,8 @@ import sys
 # they are imported only when their command runs, so ``npmobilenet --help`` is instant.
 COMMANDS = {
     "tour": ("npmobilenet.commands.tour", "build a block, run it forward and backward, check its gradients"),
+    "predict": ("npmobilenet.commands.predict", "classify images with a model and its weights (top-5, ImageNet names)"),
+    "convert": ("npmobilenet.commands.convert", "convert weights between .npz, .safetensors, .pth and torchvision's layout"),
 }
 
 USER_ERRORS = (ValueError, TypeError, KeyError, FileNotFoundError, IsADirectoryError,

@@ -132,8 +132,9 @@ def _identify(path, model, kwargs):
         raise _name_mismatch(path, stored, origin, name, state)
     name = name or stored
     if not name:
-        raise CheckpointError(f"{path} does not say which model it is for: pass the name, "
-                              "e.g. npmobilenet.load(path, 'mobilenetv3_large_100.ra_in1k')")
+        raise CheckpointError(f"{path} does not say which model it is for: name it, e.g. "
+                              "npmobilenet.load(path, 'mobilenetv3_large_100.ra_in1k') or "
+                              "--model mobilenetv3_large_100.ra_in1k")
     if stored is None:  # a bare timm state dict: read the head and stem sizes off the shapes
         if "classifier.weight" in state and np.ndim(state["classifier.weight"]) == 2:
             build["num_classes"] = int(np.shape(state["classifier.weight"])[0])

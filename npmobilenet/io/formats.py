@@ -130,7 +130,7 @@ def write_file(path, state, manifest=None):
         raise ValueError(f"cannot tell which format to write from {os.fspath(path)!r}: end the name "
                          "with .npz (npmobilenet), .safetensors (timm) or .pth (PyTorch)")
     if fmt == "npz":
-        arrays = {k: np.ascontiguousarray(v) for k, v in state.items()}
+        arrays = {k: np.asarray(v, order="C") for k, v in state.items()}  # keeps 0-d arrays 0-d
         if MANIFEST_KEY in arrays:
             raise ValueError(f"a state dict key may not be named {MANIFEST_KEY!r}")
         if manifest is not None:

@@ -86,6 +86,6 @@ def write_safetensors(path, state, metadata=None):
     """
     sn = require("safetensors.numpy", "safetensors", _PURPOSE_WRITE)
     metadata = {str(k): str(v) for k, v in (metadata or {}).items()}
-    arrays = {k: np.ascontiguousarray(v) for k, v in state.items()}
+    arrays = {k: np.asarray(v, order="C") for k, v in state.items()}  # keeps 0-d arrays 0-d
     data = sn.save(arrays, metadata=metadata)
     return atomic_write(path, lambda f: f.write(data))
