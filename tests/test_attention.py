@@ -3,10 +3,15 @@
 Finite-difference checks run in float64 (STYLE G1-G2); parity with timm 1.0.31 runs only where
 torch and timm are installed.
 """
+import contextlib
+
 import numpy as np
 import pytest
 
-from npmobilenet.gradcheck import assert_grad_close, numerical_grad
+from npmobilenet import count
+from npmobilenet.blocks.mobile_attention import MobileAttention, MultiQueryAttention2d
+from npmobilenet.gradcheck import assert_grad_close, gradcheck, numerical_grad
+from npmobilenet.module import BackwardBeforeForward
 from npmobilenet.ops import attention as A
 from npmobilenet.ops import backend
 
@@ -15,10 +20,7 @@ BACKENDS = ["fast", "plain"]
 
 def _on(path):
     """Context that selects the backend path by name."""
-    if path == "plain":
-        return backend.plain()
-    import contextlib
-    return contextlib.nullcontext()
+    return backend.plain() if path == "plain" else contextlib.nullcontext()
 
 
 def _qkv(rng, n, heads, lq, lkv, dk, dv):
@@ -189,10 +191,6 @@ def test_avg_pool_and_upsample_gradients(shape, stride):
 
 
 # ---- the MobileAttention block ----------------------------------------------------------------
-from npmobilenet import count  # noqa: E402
-from npmobilenet.blocks.mobile_attention import MobileAttention, MultiQueryAttention2d  # noqa: E402
-from npmobilenet.gradcheck import gradcheck  # noqa: E402
-from npmobilenet.module import BackwardBeforeForward  # noqa: E402
 
 # timm 1.0.31, mobilenetv4_hybrid_medium: state_dict of blocks.2.4 (C 160, h 4, d 64, kv_stride 2)
 # and of blocks.3.8 (C 256, h 4, d 64, kv_stride 1), in timm's order (num_batches_tracked omitted).

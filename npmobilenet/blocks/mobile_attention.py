@@ -125,6 +125,8 @@ class MultiQueryAttention2d(Module):
             raise ValueError(f"{where}: key_dim/value_dim must be >= 1; got {self.key_dim}/{self.value_dim}"
                              f" (default dim // num_heads = {dim} // {num_heads})")
         self.query_strides = _pair(query_strides)
+        if not all(isinstance(s, (int, np.integer)) and s >= 1 for s in self.query_strides):
+            raise ValueError(f"{where}: query_strides must be a positive int or pair, got {query_strides!r}")
         self.kv_stride, self.dw_kernel_size = kv_stride, dw_kernel_size
         self.has_query_strides = any(s > 1 for s in self.query_strides)
         self.scale = self.key_dim ** -0.5
@@ -194,7 +196,7 @@ class MultiQueryAttention2d(Module):
                 + self.key.backward(A.from_tokens(dk, hkv, wkv))
                 + self.value.backward(A.from_tokens(dv, hkv, wkv)))
 
-    # ---- multiply-adds (STYLE F2) ----------------------------------------------------------------
+    # ---- multiply-adds (1 MAdd = one multiply-accumulate; the papers' core count) ---------------
     def _sizes(self, input_shape):
         n, c, h, w = _nchw(input_shape, self)
         hq, wq = h // self.query_strides[0], w // self.query_strides[1]
@@ -211,7 +213,7 @@ class MultiQueryAttention2d(Module):
         return int(n * self.num_heads * hq * wq * hkv * wkv * (self.key_dim + self.value_dim))
 
     def madds(self, input_shape):
-        """All multiply-adds of the layer (STYLE F2): the query, key, value, K/V-downsampling and
+        """All core multiply-adds of the layer: the query, key, value, K/V-downsampling and
         output convs plus ``attention_madds``.  Excluded: BN, softmax, the scale, pooling and
         upsampling."""
         n, c, _, (hq, wq), (hkv, wkv) = self._sizes(input_shape)
