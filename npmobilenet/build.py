@@ -268,4 +268,13 @@ def create_model(name, num_classes=1000, in_chans=3, drop_rate=0.0, features_onl
     model = MobileNet(canonical, p, stages, num_classes=int(num_classes), in_chans=int(in_chans),
                       drop_rate=float(drop_rate), features_only=features_only, rng=rng)
     init_weights(model, rng, bn_eps=bn_eps, bn_momentum=bn_momentum)
+    # What rebuilds this model: npmobilenet.save stores it, npmobilenet.load calls create_model(**it).
+    given = dict(num_classes=int(num_classes), in_chans=int(in_chans), drop_rate=float(drop_rate),
+                 features_only=bool(features_only), width_mult=width_mult, depth_mult=depth_mult,
+                 width_rule=width_rule, small_input=bool(small_input), bn_eps=bn_eps, bn_momentum=bn_momentum)
+    model.config = {"name": canonical, "kwargs": {k: v for k, v in given.items() if v != _DEFAULTS[k]}}
     return model.to(dtype) if np.dtype(dtype) != np.float32 else model
+
+
+_DEFAULTS = dict(num_classes=1000, in_chans=3, drop_rate=0.0, features_only=False, width_mult=None,
+                 depth_mult=None, width_rule="timm", small_input=False, bn_eps=None, bn_momentum=None)
