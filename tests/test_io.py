@@ -421,3 +421,40 @@ def test_export_loads_into_timm_strict(name, tmp_path):
         want = ref(torch.from_numpy(x)).numpy()
     got = ours(x)
     np.testing.assert_allclose(got, want, rtol=1e-3, atol=1e-4 * np.abs(want).max())
+
+
+def test_atomic_write_keeps_permissions(tmp_path):
+    p = tmp_path / "f.bin"
+    atomic_write(p, lambda f: f.write(b"a"))
+    umask = os.umask(0)
+    os.umask(umask)
+    assert p.stat().st_mode & 0o777 == 0o666 & ~umask  # not mkstemp's 0600
+    p.chmod(0o640)
+    atomic_write(p, lambda f: f.write(b"b"))
+    assert p.stat().st_mode & 0o777 == 0o640
+
+
+def test_timm_folders_both_ways(tmp_path):
+    """timm's own export folder loads here; ours loads in timm via ``local-dir:``."""
+    timm = pytest.importorskip("timm")
+    torch = pytest.importorskip("torch")
+    pytest.importorskip("safetensors")
+    pytest.importorskip("huggingface_hub")
+    from timm.models._hub import save_for_hf
+
+    ref = timm.create_model("mobilenetv3_small_050.lamb_in1k")
+    values = fill_state({k: tuple(v.shape) for k, v in ref.state_dict().items()}, 4)
+    ref.load_state_dict({k: torch.from_numpy(v).float() for k, v in values.items()}, strict=False)
+    ref.eval()
+    save_for_hf(ref, tmp_path / "timm_export", safe_serialization=True)
+    ours = npmobilenet.load(tmp_path / "timm_export")
+    assert ours.name == SMALL and ours.pretrained_cfg["tag"] == "lamb_in1k"
+    with torch.no_grad():
+        want = ref(torch.from_numpy(X)).numpy()
+    np.testing.assert_allclose(ours(X), want, rtol=1e-4, atol=1e-5 * np.abs(want).max())
+
+    save_pretrained(ours, tmp_path / "ours_export")
+    back = timm.create_model(f"local-dir:{tmp_path / 'ours_export'}", pretrained=True).eval()
+    with torch.no_grad():
+        again = back(torch.from_numpy(X)).numpy()
+    np.testing.assert_array_equal(again, want)

@@ -30,6 +30,7 @@ def atomic_write(path, write):
         raise IsADirectoryError(f"cannot write {path}: it is a directory")
     fd, tmp = tempfile.mkstemp(dir=directory, prefix="." + os.path.basename(path) + ".", suffix=".tmp")
     try:
+        _set_mode(fd, path)
         with os.fdopen(fd, "wb") as f:
             write(f)
             f.flush()
@@ -44,6 +45,19 @@ def atomic_write(path, write):
         raise
     _fsync_directory(directory)
     return path
+
+
+def _set_mode(fd, path):
+    """Give the new file the old file's permissions, or the usual ones (mkstemp makes it 0600)."""
+    if not hasattr(os, "fchmod"):
+        return
+    try:
+        mode = os.stat(path).st_mode & 0o777
+    except FileNotFoundError:
+        umask = os.umask(0)
+        os.umask(umask)
+        mode = 0o666 & ~umask
+    os.fchmod(fd, mode)
 
 
 def _fsync_directory(directory):

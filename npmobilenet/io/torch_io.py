@@ -3,7 +3,7 @@
 torch is never required: this is the one module that imports it, and only when such a file is
 read or written.  Reading uses ``torch.load(..., weights_only=True)``, which refuses to run code
 hidden in a pickle.  Training checkpoints that wrap the state dict are unwrapped the way timm's
-``load_checkpoint`` does (the first of the keys ``state_dict_ema``-less list below), and the
+``load_checkpoint`` does (the weights under the first of ``WRAPPER_KEYS`` present), and the
 ``module.`` prefix that ``DataParallel`` adds is removed.
 """
 from __future__ import annotations
