@@ -5,86 +5,80 @@ sees, so that the convolution becomes one matrix product (Chellapilla et al., 20
 Performance Convolutional Neural Networks for Document Processing").  ``col2im`` is its adjoint:
 it adds every column entry back onto the input pixel it was read from.
 
-Layout (the same as the plain-NumPy path in ``ops/conv.py``): ``cols[n, (c*kh + i)*kw + j,
-oh*Wo + ow] = x_padded[n, c, oh*sh + i, ow*sw + j]``.  The rows of one group of channels are
-contiguous, so a grouped convolution reshapes ``cols`` to ``(N, G, Cg*kh*kw, Ho*Wo)`` for free.
+Layout: ``cols[n, (c*kh + i)*kw + j, oh*P + ow] = x_pad[n, c, oh*sh + i, ow*sw + j]``, the plain
+path's layout except that each output row takes ``P >= Wo`` columns (the phase pitch, see
+``phases.py``; ``P - Wo`` is 0 to 2 for the usual "same" padding).  With that pitch each row of
+``cols`` is *one* contiguous copy out of the input's phase planes, padding included, instead of
+``Ho`` strided copies with padding tests.  The matmul then yields outputs at pitch P, and the caller
+drops the spare columns.  The rows of one group of channels are contiguous, so a grouped
+convolution reshapes ``cols`` to ``(N, G, Cg*kh*kw, Ho*P)`` for free.
 
-Padding is never materialised: each kernel works out, per kernel column ``j``, the range of output
-columns whose input column lies inside the image (``_valid_range``) and writes zeros elsewhere.
-Each kernel runs in parallel over the ``N * C`` image planes; no two iterations touch the same
-output plane, so there are no races.
+Each kernel handles a range of the ``N * C`` image planes and ``threads.run_chunks`` runs several
+ranges in parallel; no two ranges write the same plane, so there are no races.
 """
 import numpy as np
-from numba import njit, prange
+from numba import njit
+
+from .phases import from_phases, phase_geometry, to_phases
+from .threads import run_chunks
 
 
-@njit(cache=True, inline="always")
-def _valid_range(j, s, p, size, n_out):
-    """Output indices o in [lo, hi) with 0 <= o*s - p + j < size (the input index is in range)."""
-    lo = 0 if p - j <= 0 else (p - j + s - 1) // s
-    hi = min(n_out, (size - 1 + p - j) // s + 1)
-    return lo, max(lo, hi)
-
-
-@njit(cache=True, parallel=True)
-def im2col(x, cols, kh, kw, sh, sw, ph, pw, Ho, Wo):
-    """Fill ``cols`` (N, C*kh*kw, Ho*Wo) from ``x`` (N, C, H, W); zero where the window is padding."""
+@njit(cache=True, nogil=True)
+def im2col(x, cols, kh, kw, sh, sw, ph, pw, Ho, start, stop):
+    """Fill the rows of ``cols`` (N, C*kh*kw, Ho*P) that come from planes ``start <= n*C + c < stop``
+    of ``x`` (N, C, H, W)."""
     N, C, H, W = x.shape
-    for nc in prange(N * C):
-        n, c = nc // C, nc % C
+    P, plen = phase_geometry(H, W, sh, sw, ph, pw)
+    L = Ho * P
+    phase = np.empty((sh, sw, plen + P), dtype=x.dtype)   # + P: the last taps read past the end
+    for p in range(start, stop):
+        n, c = p // C, p % C
+        phase[:] = 0
+        to_phases(x[n, c], ph, pw, sh, sw, P, phase)
         for i in range(kh):
             for j in range(kw):
-                r = (c * kh + i) * kw + j
-                lo, hi = _valid_range(j, sw, pw, W, Wo)
-                for oh in range(Ho):
-                    ih = oh * sh - ph + i
-                    base = oh * Wo
-                    if ih < 0 or ih >= H:
-                        for ow in range(Wo):
-                            cols[n, r, base + ow] = 0
-                        continue
-                    for ow in range(lo):
-                        cols[n, r, base + ow] = 0
-                    for ow in range(lo, hi):
-                        cols[n, r, base + ow] = x[n, c, ih, ow * sw - pw + j]
-                    for ow in range(hi, Wo):
-                        cols[n, r, base + ow] = 0
+                off = (i // sh) * P + j // sw
+                cols[n, (c * kh + i) * kw + j, :] = phase[i % sh, j % sw, off:off + L]
 
 
-@njit(cache=True, parallel=True)
-def col2im(dcols, dx, kh, kw, sh, sw, ph, pw, Ho, Wo):
-    """Add ``dcols`` (N, C*kh*kw, Ho*Wo) back onto ``dx`` (N, C, H, W), which must start at zero.
-
-    Entries that were read from the padding have no input pixel and are dropped.
-    """
+@njit(cache=True, nogil=True)
+def col2im(dcols, dx, kh, kw, sh, sw, ph, pw, Ho, start, stop):
+    """Overwrite planes ``start <= n*C + c < stop`` of ``dx`` (N, C, H, W) with the sum of the
+    ``dcols`` (N, C*kh*kw, Ho*P) entries read from each pixel.  Entries read from the padding, and
+    the spare columns (which must be zero), have no pixel and are dropped."""
     N, C, H, W = dx.shape
-    for nc in prange(N * C):
-        n, c = nc // C, nc % C
+    P, plen = phase_geometry(H, W, sh, sw, ph, pw)
+    L = Ho * P
+    dphase = np.empty((sh, sw, plen + P), dtype=dx.dtype)
+    for p in range(start, stop):
+        n, c = p // C, p % C
+        dphase[:] = 0
         for i in range(kh):
             for j in range(kw):
-                r = (c * kh + i) * kw + j
-                lo, hi = _valid_range(j, sw, pw, W, Wo)
-                for oh in range(Ho):
-                    ih = oh * sh - ph + i
-                    if ih < 0 or ih >= H:
-                        continue
-                    base = oh * Wo
-                    for ow in range(lo, hi):
-                        dx[n, c, ih, ow * sw - pw + j] += dcols[n, r, base + ow]
+                off = (i // sh) * P + j // sw
+                dst, src = dphase[i % sh, j % sw, off:off + L], dcols[n, (c * kh + i) * kw + j]
+                for q in range(L):       # index by the loop variable alone, so LLVM vectorises
+                    dst[q] += src[q]
+        from_phases(dphase, ph, pw, sh, sw, P, dx[n, c])
 
 
-def im2col_fast(x, kh, kw, stride, padding, out_hw):
-    """Wrapper: allocate ``cols`` with x's dtype and fill it.  Returns (N, C*kh*kw, Ho*Wo)."""
-    (sh, sw), (ph, pw), (Ho, Wo) = stride, padding, out_hw
+def pitch(x_shape, stride, padding):
+    """The row pitch P of the fast layout (>= Wo)."""
+    return int(phase_geometry(x_shape[2], x_shape[3], *stride, *padding)[0])
+
+
+def im2col_fast(x, kh, kw, stride, padding, Ho):
+    """Wrapper: allocate and fill ``cols`` (N, C*kh*kw, Ho*P), dtype of x."""
+    (sh, sw), (ph, pw) = stride, padding
     N, C = x.shape[:2]
-    cols = np.empty((N, C * kh * kw, Ho * Wo), dtype=x.dtype)
-    im2col(np.ascontiguousarray(x), cols, kh, kw, sh, sw, ph, pw, Ho, Wo)
+    cols = np.empty((N, C * kh * kw, Ho * pitch(x.shape, stride, padding)), dtype=x.dtype)
+    run_chunks(im2col, N * C, np.ascontiguousarray(x), cols, kh, kw, sh, sw, ph, pw, Ho)
     return cols
 
 
-def col2im_fast(dcols, x_shape, kh, kw, stride, padding, out_hw):
-    """Wrapper: the adjoint of ``im2col_fast``.  Returns dx of shape ``x_shape``."""
-    (sh, sw), (ph, pw), (Ho, Wo) = stride, padding, out_hw
-    dx = np.zeros(x_shape, dtype=dcols.dtype)
-    col2im(np.ascontiguousarray(dcols), dx, kh, kw, sh, sw, ph, pw, Ho, Wo)
+def col2im_fast(dcols, x_shape, kh, kw, stride, padding, Ho):
+    """Wrapper: the adjoint of ``im2col_fast``; ``dcols`` (N, C*kh*kw, Ho*P) -> dx of ``x_shape``."""
+    (sh, sw), (ph, pw) = stride, padding
+    dx = np.empty(x_shape, dtype=dcols.dtype)
+    run_chunks(col2im, x_shape[0] * x_shape[1], np.ascontiguousarray(dcols), dx, kh, kw, sh, sw, ph, pw, Ho)
     return dx

@@ -218,21 +218,33 @@ def _kind(x_shape, w_shape, padding, groups, method="auto"):
     return "im2col"
 
 
+_CHUNK = 1 << 20   # values of im2col columns per batch chunk (4 MB in float32): stays in cache
+
+
 def _forward_fast(x, w, stride, padding, groups, out_hw, method="auto"):
     """``method="im2col"`` forces the im2col kernels even for depthwise (the tests compare both)."""
     from ..kernels import depthwise as dwk, im2col as i2c      # imported on first use: JIT-compiled
     N, C = x.shape[:2]
-    O, G, L = w.shape[0], groups, out_hw[0] * out_hw[1]
+    O, G, (Ho, Wo) = w.shape[0], groups, out_hw
+    Wg = w.reshape(G, O // G, -1)                              # (G, Og, K)
     kind = _kind(x.shape, w.shape, padding, G, method)
     if kind == "depthwise":
         return dwk.depthwise_forward_fast(x, w, stride, padding, out_hw)
     if kind == "pointwise":      # a 1x1 conv is a matmul on the (strided) pixels: no copy at stride 1
-        cols = np.ascontiguousarray(x[:, :, ::stride[0], ::stride[1]]).reshape(N, G, C // G, L)
-    else:
-        cols = i2c.im2col_fast(x, *w.shape[2:], stride, padding, out_hw).reshape(N, G, -1, L)
-    if G == 1:                   # (O, K) @ (N, K, L): one BLAS gemm per image
-        return np.matmul(w.reshape(O, -1), cols[:, 0]).reshape(N, O, *out_hw)
-    return np.matmul(w.reshape(G, O // G, -1), cols).reshape(N, O, *out_hw)
+        xs = np.ascontiguousarray(x[:, :, ::stride[0], ::stride[1]]).reshape(N, G, C // G, Ho * Wo)
+        return np.matmul(Wg, xs).reshape(N, O, Ho, Wo)
+    # Batch chunks of a few images: the columns and the matmul output stay in cache and their
+    # buffers are reused, instead of one batch-sized im2col that would be written to memory.
+    P = i2c.pitch(x.shape, stride, padding)                    # output rows at pitch P >= Wo
+    nb = max(1, min(N, _CHUNK // (C * w.shape[2] * w.shape[3] * Ho * P)))
+    y = np.empty((N, O, Ho, Wo), dtype=x.dtype)
+    yp = np.empty((nb, G, O // G, Ho * P), dtype=x.dtype)
+    for n0 in range(0, N, nb):
+        k = min(nb, N - n0)
+        cols = i2c.im2col_fast(x[n0:n0 + k], *w.shape[2:], stride, padding, Ho).reshape(k, G, -1, Ho * P)
+        np.matmul(Wg, cols, out=yp[:k])
+        y[n0:n0 + k] = yp[:k].reshape(k, O, Ho, P)[..., :Wo]
+    return y
 
 
 def _backward_fast(dy, cache, method="auto"):
@@ -240,26 +252,35 @@ def _backward_fast(dy, cache, method="auto"):
     x, w, _, stride, padding, G = cache
     N, C = x.shape[:2]
     O, Ho, Wo = dy.shape[1:]
+    Wg = w.reshape(G, O // G, -1)                              # (G, Og, K)
     kind = _kind(x.shape, w.shape, padding, G, method)
     if kind == "depthwise":
         return dwk.depthwise_backward_fast(dy, x, w, stride, padding)
-    dY = np.ascontiguousarray(dy).reshape(N, G, O // G, Ho * Wo)
-    Wg = w.reshape(G, O // G, -1)                                     # (G, Og, K)
     if kind == "pointwise":
-        cols = np.ascontiguousarray(x[:, :, ::stride[0], ::stride[1]]).reshape(N, G, C // G, -1)
-    else:
-        cols = i2c.im2col_fast(x, *w.shape[2:], stride, padding, (Ho, Wo)).reshape(N, G, -1, Ho * Wo)
-    dw = np.matmul(dY, cols.swapaxes(-1, -2)).sum(axis=0)            # (G, Og, K)
-    dcols = np.matmul(Wg.swapaxes(-1, -2), dY)                        # (N, G, K, L)
-    if kind == "pointwise":
+        xs = np.ascontiguousarray(x[:, :, ::stride[0], ::stride[1]]).reshape(N, G, C // G, -1)
+        dY = np.ascontiguousarray(dy).reshape(N, G, O // G, Ho * Wo)
+        dw = np.matmul(dY, xs.swapaxes(-1, -2)).sum(axis=0)    # (G, Og, Cg)
+        dxs = np.matmul(Wg.swapaxes(-1, -2), dY).reshape(N, C, Ho, Wo)
         if stride == (1, 1):
-            dx = dcols.reshape(x.shape)
-        else:                    # pixels the strided 1x1 conv skipped get no gradient
-            dx = np.zeros_like(x)
-            dx[:, :, ::stride[0], ::stride[1]] = dcols.reshape(N, C, Ho, Wo)
-    else:
-        dx = i2c.col2im_fast(dcols.reshape(N, -1, Ho * Wo), x.shape, *w.shape[2:], stride, padding,
-                             (Ho, Wo))
+            return dxs, dw.reshape(w.shape)
+        dx = np.zeros_like(x)    # pixels a strided 1x1 conv skips get no gradient
+        dx[:, :, ::stride[0], ::stride[1]] = dxs
+        return dx, dw.reshape(w.shape)
+    P = i2c.pitch(x.shape, stride, padding)
+    nb = max(1, min(N, _CHUNK // (C * w.shape[2] * w.shape[3] * Ho * P)))
+    dx = np.empty_like(x)
+    dw = np.zeros(Wg.shape, dtype=x.dtype)
+    dYp = np.zeros((nb, O, Ho, P), dtype=x.dtype)              # dy at pitch P; spare columns stay 0
+    dcols = np.empty((nb, G, Wg.shape[2], Ho * P), dtype=x.dtype)
+    for n0 in range(0, N, nb):
+        k = min(nb, N - n0)
+        cols = i2c.im2col_fast(x[n0:n0 + k], *w.shape[2:], stride, padding, Ho).reshape(k, G, -1, Ho * P)
+        dYp[:k, :, :, :Wo] = dy[n0:n0 + k]
+        dYk = dYp[:k].reshape(k, G, O // G, Ho * P)
+        dw += np.matmul(dYk, cols.swapaxes(-1, -2)).sum(axis=0)
+        np.matmul(Wg.swapaxes(-1, -2), dYk, out=dcols[:k])
+        dx[n0:n0 + k] = i2c.col2im_fast(dcols[:k].reshape(k, -1, Ho * P), (k,) + x.shape[1:],
+                                        *w.shape[2:], stride, padding, Ho)
     return dx, dw.reshape(w.shape)
 
 

@@ -1,0 +1,207 @@
+"""Layer benchmark: forward and backward times of MobileNet-shaped layers, three ways.
+
+For each layer it times, on the same float32 arrays in one process: the fast path (Numba kernels
+and BLAS), the plain-NumPy reference path, and ``torch.nn.functional`` when torch is importable,
+and prints the ratios.  For the depthwise layers it also times the naive baseline that a Python
+loop over channels gives (one NumPy im2col + matmul per channel), the slow pattern this library
+avoids.  Times are medians of repeated runs after warm-up, with 2 threads everywhere.
+
+Run:  ``python -m npmobilenet.bench.layers [--quick] [--repeats R] [--threads T]``
+
+Targets checked at the end: depthwise fast forward and backward faster than torch and >= 20x
+faster than the per-channel loop; pointwise within 1.25x of torch; stem within 3x of torch.
+"""
+import os
+import sys
+
+if "numpy" not in sys.modules:   # BLAS reads its thread count once, when numpy loads
+    for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS"):
+        os.environ.setdefault(_var, "2")
+
+import argparse  # noqa: E402
+import statistics  # noqa: E402
+import time  # noqa: E402
+
+import numpy as np  # noqa: E402
+
+from ..ops import backend, conv  # noqa: E402
+
+
+def _median_time(fn, repeats, min_seconds=0.3):
+    fn()                                         # warm-up (JIT compile, caches, allocator)
+    fn()
+    times = []
+    while len(times) < repeats or (sum(times) < min_seconds and len(times) < 10 * repeats):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return statistics.median(times)
+
+
+def _per_channel_depthwise(x, w, stride, padding):
+    """The slow baseline: depthwise as a Python loop over channels, one NumPy im2col conv each."""
+    C = x.shape[1]
+    ys, caches = zip(*[conv.conv2d_forward(x[:, c:c + 1], w[c:c + 1], None, stride, padding)
+                       for c in range(C)])
+    return np.concatenate(ys, axis=1), caches
+
+
+def _per_channel_depthwise_backward(dy, caches):
+    grads = [conv.conv2d_backward(dy[:, c:c + 1], cache) for c, cache in enumerate(caches)]
+    return np.concatenate([g[0] for g in grads], axis=1), np.concatenate([g[1] for g in grads])
+
+
+def _conv_case(name, x_shape, out_ch, k, stride, groups):
+    """Timings of one conv layer: {impl: (forward s, backward s)}."""
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal(x_shape, dtype=np.float32)
+    w = (rng.standard_normal((out_ch, x_shape[1] // groups, k, k), dtype=np.float32) * 0.1)
+    y, cache = conv.conv2d_forward(x, w, None, stride, None, groups)
+    dy = rng.standard_normal(y.shape, dtype=np.float32)
+    return x, w, dy, (stride, k // 2, groups)
+
+
+def _time_conv(x, w, dy, geom, repeats, torch, with_per_channel):
+    stride, pad, groups = geom
+    out = {}
+
+    def ours():
+        fwd = _median_time(lambda: conv.conv2d_forward(x, w, None, stride, pad, groups), repeats)
+        _, cache = conv.conv2d_forward(x, w, None, stride, pad, groups)
+        bwd = _median_time(lambda: conv.conv2d_backward(dy, cache), repeats)
+        return fwd, bwd
+
+    out["fast"] = ours()
+    with backend.plain():
+        out["plain"] = ours()
+        if with_per_channel:
+            fwd = _median_time(lambda: _per_channel_depthwise(x, w, stride, pad), max(1, repeats // 3))
+            _, caches = _per_channel_depthwise(x, w, stride, pad)
+            bwd = _median_time(lambda: _per_channel_depthwise_backward(dy, caches), max(1, repeats // 3))
+            out["per-channel numpy"] = (fwd, bwd)
+    if torch is not None:
+        F = torch.nn.functional
+        xt = torch.from_numpy(x).requires_grad_(True)
+        wt = torch.from_numpy(w).requires_grad_(True)
+        dyt = torch.from_numpy(dy)
+        fwd = _median_time(lambda: F.conv2d(xt, wt, None, stride, pad, 1, groups), repeats)
+        yt = F.conv2d(xt, wt, None, stride, pad, 1, groups)
+        bwd = _median_time(lambda: torch.autograd.grad(yt, (xt, wt), dyt, retain_graph=True), repeats)
+        out["torch"] = (fwd, bwd)
+        y_fast, _ = conv.conv2d_forward(x, w, None, stride, pad, groups)
+        err = float(np.max(np.abs(y_fast - yt.detach().numpy())) / max(1e-30, np.max(np.abs(y_fast))))
+        if err > 1e-4:
+            print(f"  warning: fast forward differs from torch by {err:.1e} (relative to max|y|)")
+    return out
+
+
+def _time_module(make, make_torch, x, dy, repeats, torch):
+    """BN / activation timings through their modules (fast, plain) and torch."""
+    out = {}
+    for impl, ctx in (("fast", None), ("plain", backend.plain)):
+        m = make()
+        with (ctx() if ctx else _Null()):
+            fwd = _median_time(lambda: m.forward(x), repeats)
+            m.forward(x)
+            bwd = _median_time(lambda: m.backward(dy), repeats)
+        out[impl] = (fwd, bwd)
+    if torch is not None:
+        xt = torch.from_numpy(x).requires_grad_(True)
+        fn, params = make_torch(torch)
+        dyt = torch.from_numpy(dy)
+        fwd = _median_time(lambda: fn(xt), repeats)
+        yt = fn(xt)
+        bwd = _median_time(lambda: torch.autograd.grad(yt, (xt,) + params, dyt, retain_graph=True), repeats)
+        out["torch"] = (fwd, bwd)
+    return out
+
+
+class _Null:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *a):
+        return False
+
+
+def _print_rows(name, res):
+    t = res.get("torch")
+    for impl, (f, b) in res.items():
+        ratio = f"{f / t[0]:7.2f}x {b / t[1]:7.2f}x" if t else ""
+        print(f"{name:<34} {impl:<18} {f * 1e3:10.2f} {b * 1e3:10.2f}   {ratio}")
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(prog="npmobilenet bench layers", description=__doc__.split("\n\n")[0])
+    p.add_argument("--repeats", type=int, default=7, help="timed runs per measurement (median)")
+    p.add_argument("--threads", type=int, default=2, help="threads for Numba, BLAS and torch")
+    p.add_argument("--quick", action="store_true", help="batch 4 instead of 16 (a smoke run)")
+    p.add_argument("--no-torch", action="store_true", help="skip the torch comparison")
+    a = p.parse_args(argv)
+    import numba
+    numba.set_num_threads(min(a.threads, numba.config.NUMBA_NUM_THREADS))
+    torch = None
+    if not a.no_torch:
+        try:
+            import torch
+            torch.set_num_threads(a.threads)
+        except ImportError:
+            print("torch is not importable: timing the fast and plain paths only")
+    n = 4 if a.quick else 16
+    print(f"float32, batch {n}, {a.threads} threads, median of >= {a.repeats} runs after warm-up;"
+          f" ratios are time / torch time (lower is better)")
+    print(f"{'layer':<34} {'path':<18} {'fwd ms':>10} {'bwd ms':>10}   {'fwd/torch':>8} {'bwd/torch':>8}")
+    cases = [("stem 3x3/s2 3->16 @224", (n, 3, 224, 224), 16, 3, 2, 1, False),
+             ("dw 3x3/s1 72 @56", (n, 72, 56, 56), 72, 3, 1, 72, True),
+             ("dw 5x5/s2 672 @14", (n, 672, 14, 14), 672, 5, 2, 672, True),
+             ("pw 1x1 240->80 @28", (n, 240, 28, 28), 80, 1, 1, 1, False)]
+    results = {}
+    for name, shape, out_ch, k, s, g, per_channel in cases:
+        x, w, dy, geom = _conv_case(name, shape, out_ch, k, s, g)
+        results[name] = _time_conv(x, w, dy, geom, a.repeats, torch, per_channel)
+        _print_rows(name, results[name])
+    x = np.random.default_rng(1).standard_normal((n, 240, 28, 28), dtype=np.float32)
+    dy = np.random.default_rng(2).standard_normal(x.shape, dtype=np.float32)
+    try:
+        from ..ops.activations import Hardswish
+        from ..ops.batchnorm import BatchNorm2d
+    except ImportError as e:
+        print(f"(BN and hardswish skipped: {e})")
+    else:
+        def torch_bn(t):
+            wt, bt = t.ones(240, requires_grad=True), t.zeros(240, requires_grad=True)
+            return (lambda xt: t.nn.functional.batch_norm(xt, t.zeros(240), t.ones(240), wt, bt,
+                                                          training=True)), (wt, bt)
+
+        for name, make, mt in (("bn 240 @28 (train)", lambda: BatchNorm2d(240), torch_bn),
+                               ("hardswish 240 @28", Hardswish,
+                                lambda t: (t.nn.functional.hardswish, ()))):
+            results[name] = _time_module(make, mt, x, dy, a.repeats, torch)
+            _print_rows(name, results[name])
+    _report_targets(results)
+    return 0
+
+
+def _report_targets(results):
+    print("\ntargets:")
+    checks = []
+    for name in ("dw 3x3/s1 72 @56", "dw 5x5/s2 672 @14"):
+        r = results[name]
+        for i, pas in enumerate(("forward", "backward")):
+            if "torch" in r:
+                checks.append((f"{name} {pas}: fast < torch", r["fast"][i] < r["torch"][i],
+                               f"{r['fast'][i] / r['torch'][i]:.2f}x torch"))
+            sp = r["per-channel numpy"][i] / r["fast"][i]
+            checks.append((f"{name} {pas}: >= 20x per-channel numpy", sp >= 20, f"{sp:.0f}x faster"))
+    for name, limit in (("pw 1x1 240->80 @28", 1.25), ("stem 3x3/s2 3->16 @224", 3.0)):
+        r = results[name]
+        if "torch" in r:
+            for i, pas in enumerate(("forward", "backward")):
+                ratio = r["fast"][i] / r["torch"][i]
+                checks.append((f"{name} {pas}: within {limit}x torch", ratio <= limit, f"{ratio:.2f}x torch"))
+    for what, ok, detail in checks:
+        print(f"  [{'met' if ok else 'NOT met'}] {what} ({detail})")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
