@@ -138,7 +138,7 @@ def depthwise_forward_fast(x, w, stride, padding, out_hw):
     (sh, sw), (ph, pw), (Ho, Wo) = stride, padding, out_hw
     y = np.empty((x.shape[0], w.shape[0], Ho, Wo), dtype=x.dtype)
     run_chunks(depthwise_forward, w.shape[0] * _blocks(x, stride, padding), np.ascontiguousarray(x),
-               np.ascontiguousarray(w[:, 0]), y, sh, sw, ph, pw)
+               np.ascontiguousarray(w[:, 0]), y, sh, sw, ph, pw, work=x.size + y.size)
     return y
 
 
@@ -149,5 +149,6 @@ def depthwise_backward_fast(dy, x, w, stride, padding):
     dx = np.empty_like(x)
     dw_b = np.empty((blocks,) + w.shape[:1] + w.shape[2:], dtype=x.dtype)
     run_chunks(depthwise_backward, x.shape[1] * blocks, np.ascontiguousarray(x),
-               np.ascontiguousarray(w[:, 0]), np.ascontiguousarray(dy), dx, dw_b, sh, sw, ph, pw)
+               np.ascontiguousarray(w[:, 0]), np.ascontiguousarray(dy), dx, dw_b, sh, sw, ph, pw,
+               work=x.size + dy.size)
     return dx, dw_b.sum(axis=0).reshape(w.shape)

@@ -72,7 +72,7 @@ def im2col_fast(x, kh, kw, stride, padding, Ho):
     (sh, sw), (ph, pw) = stride, padding
     N, C = x.shape[:2]
     cols = np.empty((N, C * kh * kw, Ho * pitch(x.shape, stride, padding)), dtype=x.dtype)
-    run_chunks(im2col, N * C, np.ascontiguousarray(x), cols, kh, kw, sh, sw, ph, pw, Ho)
+    run_chunks(im2col, N * C, np.ascontiguousarray(x), cols, kh, kw, sh, sw, ph, pw, Ho, work=cols.size)
     return cols
 
 
@@ -80,5 +80,6 @@ def col2im_fast(dcols, x_shape, kh, kw, stride, padding, Ho):
     """Wrapper: the adjoint of ``im2col_fast``; ``dcols`` (N, C*kh*kw, Ho*P) -> dx of ``x_shape``."""
     (sh, sw), (ph, pw) = stride, padding
     dx = np.empty(x_shape, dtype=dcols.dtype)
-    run_chunks(col2im, x_shape[0] * x_shape[1], np.ascontiguousarray(dcols), dx, kh, kw, sh, sw, ph, pw, Ho)
+    run_chunks(col2im, x_shape[0] * x_shape[1], np.ascontiguousarray(dcols), dx, kh, kw, sh, sw, ph, pw, Ho,
+               work=dcols.size)
     return dx

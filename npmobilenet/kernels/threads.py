@@ -17,14 +17,18 @@ def num_threads():
     return numba.get_num_threads()
 
 
-def run_chunks(kernel, total, *args):
+MIN_PARALLEL_WORK = 1 << 16   # below this many values touched, handing work to threads costs more
+
+
+def run_chunks(kernel, total, *args, work=None):
     """Call ``kernel(*args, start, stop)`` over contiguous parts of range(total), in parallel.
 
     A few parts per thread, taken from a queue, so a thread that gets less CPU (a busy machine)
-    does fewer parts instead of holding everyone up.
+    does fewer parts instead of holding everyone up.  ``work`` (values touched) below
+    ``MIN_PARALLEL_WORK`` runs on the calling thread alone.
     """
     global _pool
-    threads = num_threads()
+    threads = num_threads() if work is None or work >= MIN_PARALLEL_WORK else 1
     parts = max(1, min(total, 4 * threads if threads > 1 else 1))
     bounds = [total * t // parts for t in range(parts + 1)]
     if parts == 1:
