@@ -103,6 +103,21 @@ def test_preprocess_equals_timms_transform(name):
                                G[f"{name}/sums"], rtol=1e-9)
 
 
+@pytest.mark.parametrize("filename, resize", [("mobilenet_v3_large-8738ca79.pth", 256),
+                                              ("mobilenet_v3_large-5c1a4163.pth", 232)])
+def test_preprocess_equals_torchvisions_transform(filename, resize):
+    """torchvision's weights are evaluated with its own transform; the file name's hash picks it."""
+    from npmobilenet.io.torchvision_map import torchvision_data_config
+
+    cfg = torchvision_data_config(f"/cache/{filename}", "mobilenetv3_large_100")
+    assert cfg["resize_size"] == resize and cfg["interpolation"] == "bilinear"
+    x = imagenet.preprocess(imagenet.read_image(PHOTO), cfg).reshape(-1)
+    key = f"torchvision_{resize}"
+    np.testing.assert_allclose(x[G[f"{key}/positions"]], G[f"{key}/values"], rtol=0, atol=1e-6)
+    np.testing.assert_allclose([x.sum(dtype=np.float64), (x.astype(np.float64) ** 2).sum()],
+                               G[f"{key}/sums"], rtol=1e-9)
+
+
 def test_resize_keeps_aspect_and_crop_is_central():
     img = np.zeros((100, 300, 3), np.uint8)
     img[:, 140:160] = 255  # a white bar in the centre
@@ -162,7 +177,7 @@ def test_predict_json_for_two_images(weights, capsys, monkeypatch):
                              capsys, monkeypatch)
     assert code == 0, err
     doc = json.loads(out)
-    assert doc["model"] == MODEL and len(doc["predictions"]) == 2
+    assert doc["model"] == MODEL and doc["tag"] is None and len(doc["predictions"]) == 2
     for pred in doc["predictions"]:
         assert [t["index"] for t in pred["top"]] == G["top5"].tolist()
         assert pred["top"][0]["label"] == imagenet.class_names()[G["top5"][0]]

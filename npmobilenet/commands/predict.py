@@ -9,6 +9,7 @@ std), so timm's pretrained weights give timm's predictions::
 from __future__ import annotations
 
 import json
+import math
 import os
 
 import numpy as np
@@ -25,6 +26,8 @@ def add_arguments(p):
     p.add_argument("--topk", type=int, default=5, metavar="K", help="classes to show (default 5)")
     p.add_argument("--size", type=int, metavar="S", help="crop size (default: the weight's)")
     p.add_argument("--crop-pct", type=float, metavar="F", help="crop fraction (default: the weight's)")
+    p.add_argument("--resize", type=int, metavar="R",
+                   help="resize the shorter side to R before the crop (default: size / crop-pct)")
     p.add_argument("--interpolation", choices=["bilinear", "bicubic", "nearest", "lanczos", "box", "hamming"],
                    help="resize filter (default: the weight's)")
     p.add_argument("--batch-size", type=int, default=8, metavar="N", help="images per forward pass")
@@ -53,7 +56,11 @@ def _config(model, args):
     if args.crop_pct is not None:
         if not 0 < args.crop_pct <= 1:
             raise ValueError(f"--crop-pct must be in (0, 1], got {args.crop_pct}")
-        cfg["crop_pct"] = args.crop_pct
+        cfg["crop_pct"], cfg["resize_size"] = args.crop_pct, None
+    if args.resize is not None:
+        if args.resize < cfg["input_size"][-1]:
+            raise ValueError(f"--resize {args.resize} is smaller than the crop {cfg['input_size'][-1]}")
+        cfg["resize_size"] = args.resize
     if args.interpolation:
         cfg["interpolation"] = args.interpolation
     return cfg
@@ -91,18 +98,19 @@ def run(args):
     cfg = _config(model, args)
     labels = labels_for(model)
     results = predict(model.eval(), args.images, cfg, args.topk, args.batch_size)
-    name = model.name + (f".{cfg['tag']}" if cfg.get("tag") else "")
+    name = model.name + (f" [{cfg['tag']}]" if cfg.get("tag") else "")
     if args.json:
-        doc = {"model": name, "weights": args.weights,
-               "preprocessing": {k: cfg.get(k) for k in ("input_size", "crop_pct", "interpolation",
-                                                         "mean", "std", "crop_mode")},
+        doc = {"model": model.name, "tag": cfg.get("tag"), "weights": args.weights,
+               "preprocessing": {k: cfg.get(k) for k in ("input_size", "resize_size", "crop_pct",
+                                                         "interpolation", "mean", "std", "crop_mode")},
                "predictions": [{"image": p, "top": [
                    {"index": int(i), "label": labels[i] if labels else None, "probability": float(q)}
                    for i, q in zip(idx, probs)]} for p, idx, probs in results]}
         print(json.dumps(doc, indent=2))
         return 0
     size = cfg["input_size"][-1]
-    print(f"{name} ({args.weights}): resize {int(size / cfg['crop_pct'])} {cfg['interpolation']}, "
+    resize = cfg.get("resize_size") or math.floor(size / cfg["crop_pct"])
+    print(f"{name} ({args.weights}): resize {resize} {cfg['interpolation']}, "
           f"crop {size}x{size}, mean {tuple(cfg['mean'])}, std {tuple(cfg['std'])}")
     for p, idx, probs in results:
         print(p)

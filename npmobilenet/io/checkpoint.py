@@ -128,6 +128,7 @@ def _identify(path, model, kwargs):
     elif tv:
         stored, build = torchvision_map.TORCHVISION_MODELS[tv]
         origin, build = f"torchvision {tv} layout", dict(build)
+        pcfg = torchvision_map.torchvision_data_config(path, stored)
     if name and stored and split_tag(stored)[0] != name:
         raise _name_mismatch(path, stored, origin, name, state)
     name = name or stored

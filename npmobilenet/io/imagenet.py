@@ -146,11 +146,13 @@ def preprocess(img, cfg):
     Inputs:
     - img: uint8 array (H, W, 3), e.g. from ``read_image``.
     - cfg: a dict from ``data_config`` (``input_size``, ``crop_pct``, ``interpolation``, ``mean``,
-      ``std``, ``crop_mode``).
+      ``std``, ``crop_mode``; optionally ``resize_size``, which then replaces
+      ``floor(size / crop_pct)``).
     """
     size = int(cfg["input_size"][-1])
     mode = cfg.get("crop_mode") or "center"
-    scale = math.floor(size / cfg["crop_pct"])
+    # torchvision's weights name the resize size itself (e.g. 232), which no crop_pct floors to.
+    scale = int(cfg.get("resize_size") or math.floor(size / cfg["crop_pct"]))
     if mode == "center":
         img = center_crop(resize_shorter(img, scale, cfg["interpolation"]), size)
     elif mode == "squash":

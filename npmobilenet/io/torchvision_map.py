@@ -43,6 +43,27 @@ TORCHVISION_MODELS = {
 }
 _BLOCK = re.compile(r"^blocks\.(\d+)\.(\d+)\.(.+)$")
 
+# torchvision's published weights, by the hash in their file name -> (weights enum, resize size).
+# Their eval transform (torchvision ``ImageClassification``): resize the shorter side (bilinear),
+# centre-crop 224, ImageNet mean/std.  Source: torchvision 0.29.1 mobilenetv2.py, mobilenetv3.py.
+TORCHVISION_WEIGHTS = {
+    "b0353104": ("MobileNet_V2_Weights.IMAGENET1K_V1", 256),
+    "7ebf99e0": ("MobileNet_V2_Weights.IMAGENET1K_V2", 232),
+    "8738ca79": ("MobileNet_V3_Large_Weights.IMAGENET1K_V1", 256),
+    "5c1a4163": ("MobileNet_V3_Large_Weights.IMAGENET1K_V2", 232),
+    "047dcff4": ("MobileNet_V3_Small_Weights.IMAGENET1K_V1", 256),
+}
+_HASH = re.compile(r"-([0-9a-f]{8})\.pth?$")
+
+
+def torchvision_data_config(path, name):
+    """torchvision's eval preprocessing for a weights file (its name's hash picks V1 or V2)."""
+    m = _HASH.search(str(path))
+    weights, resize = TORCHVISION_WEIGHTS.get(m.group(1) if m else "", ("torchvision", 256))
+    return {"architecture": name, "tag": weights, "input_size": (3, 224, 224), "resize_size": resize,
+            "crop_pct": 224 / resize, "interpolation": "bilinear", "mean": (0.485, 0.456, 0.406),
+            "std": (0.229, 0.224, 0.225), "crop_mode": "center", "num_classes": 1000}
+
 
 def detect_torchvision(state):
     """The torchvision model a state dict comes from (a key of ``TORCHVISION_MODELS``), or None."""

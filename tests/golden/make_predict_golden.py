@@ -11,7 +11,9 @@ checksums of its float32 output (sum, sum of squares, 64 values at seeded positi
 torch-free test check ``npmobilenet.io.preprocess`` pixel for pixel.
 
 For ``MODEL`` the weights are ``fill.fill_state(model.state_dict(), SEED)``; its logits on the
-preprocessed photo (eval mode) and their top-5 indices are stored too.
+preprocessed photo (eval mode) and their top-5 indices are stored too.  ``torchvision_256`` and
+``torchvision_232`` hold the same checksums for torchvision's ``weights.transforms()`` of its
+MobileNet V3 weights IMAGENET1K_V1 (resize 256) and IMAGENET1K_V2 (resize 232).
 """
 import pathlib
 import sys
@@ -62,6 +64,17 @@ def main():
             top = np.argsort(-logits)[:6]
             print("top-6", top, logits[top], "gaps", -np.diff(logits[top]))
             out["logits"], out["top5"] = logits, top[:5]
+    # torchvision's own eval transforms for its MobileNet weights (resize 256 for V1, 232 for V2).
+    from torchvision.models import MobileNet_V3_Large_Weights
+    for weights, resize in ((MobileNet_V3_Large_Weights.IMAGENET1K_V1, 256),
+                            (MobileNet_V3_Large_Weights.IMAGENET1K_V2, 232)):
+        x = weights.transforms()(img).numpy()
+        assert weights.transforms().resize_size == [resize]
+        sums, pos, vals = checksums(x, np.random.default_rng(0))
+        key = f"torchvision_{resize}"
+        out[f"{key}/shape"], out[f"{key}/sums"] = np.array(x.shape), sums
+        out[f"{key}/positions"], out[f"{key}/values"] = pos, vals
+        print(key, x.shape, sums)
     out["model"], out["seed"] = np.array(MODEL), SEED
     out["versions"] = np.array(f"timm {timm.__version__}, torch {torch.__version__}")
     np.savez(HERE / "predict_grace_hopper.npz", **out)
