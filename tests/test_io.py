@@ -458,3 +458,20 @@ def test_timm_folders_both_ways(tmp_path):
     with torch.no_grad():
         again = back(torch.from_numpy(X)).numpy()
     np.testing.assert_array_equal(again, want)
+
+
+def test_timm_folder_of_torchvision_weights_carries_the_eps(tmp_path):
+    pytest.importorskip("safetensors")
+    g, shapes, state = torchvision_golden("mobilenet_v3_small")
+    write_file(tmp_path / "mobilenet_v3_small-047dcff4.npz", state)
+    m = npmobilenet.load(tmp_path / "mobilenet_v3_small-047dcff4.npz")
+    save_pretrained(m, tmp_path / "export")
+    config = json.loads((tmp_path / "export" / "config.json").read_text())
+    assert config["model_args"] == {"bn_eps": 1e-3, "bn_momentum": 0.01}  # timm's resolve_bn_args
+    # Only fields timm's PretrainedCfg has (timm 1.0.31 refuses others, e.g. resize_size).
+    assert set(config["pretrained_cfg"]) <= {"tag", "input_size", "test_input_size", "interpolation",
+                                              "crop_pct", "test_crop_pct", "crop_mode", "mean", "std",
+                                              "num_classes", "label_names", "label_descriptions",
+                                              "license", "first_conv", "classifier"}
+    again = npmobilenet.load(tmp_path / "export")
+    assert {b.eps for b in again.modules() if type(b).__name__ == "BatchNorm2d"} == {1e-3}

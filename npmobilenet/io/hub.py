@@ -23,6 +23,11 @@ WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin", "model.npz")
 CONFIG_FILE = "config.json"
 # create_model keywords that timm's MobileNet factories accept too (timm: resolve_bn_args).
 TIMM_KWARGS = ("num_classes", "in_chans", "drop_rate", "bn_eps", "bn_momentum")
+# The preprocessing fields written to config.json: those of timm's PretrainedCfg (timm 1.0.31,
+# timm/models/_pretrained.py) that describe weights; timm refuses unknown ones.
+TIMM_CFG_FIELDS = ("tag", "input_size", "test_input_size", "interpolation", "crop_pct", "test_crop_pct",
+                   "crop_mode", "mean", "std", "num_classes", "label_names", "label_descriptions",
+                   "license")
 
 
 def read_folder(path):
@@ -83,7 +88,7 @@ def save_pretrained(model, folder, metadata=None):
     pcfg = dict(getattr(model, "pretrained_cfg", None) or {})
     if not pcfg.get("input_size"):
         pcfg = {k: v for k, v in data_config(name).items() if v is not None}
-    pcfg.pop("architecture", None)
+    pcfg = {k: v for k, v in pcfg.items() if k in TIMM_CFG_FIELDS and v is not None}
     pcfg.update(num_classes=int(model.num_classes), first_conv="conv_stem", classifier="classifier")
     config = {"architecture": name, "num_classes": int(model.num_classes),
               "num_features": int(getattr(model, "num_features", 0)), "global_pool": "avg",
