@@ -137,10 +137,10 @@ def _identify(path, model, kwargs):
                               "npmobilenet.load(path, 'mobilenetv3_large_100.ra_in1k') or "
                               "--model mobilenetv3_large_100.ra_in1k")
     if stored is None:  # a bare timm state dict: read the head and stem sizes off the shapes
-        if "classifier.weight" in state and np.ndim(state["classifier.weight"]) == 2:
-            build["num_classes"] = int(np.shape(state["classifier.weight"])[0])
-        if "conv_stem.weight" in state and np.ndim(state["conv_stem.weight"]) == 4:
-            build["in_chans"] = int(np.shape(state["conv_stem.weight"])[1])
+        for key, arg, axis, ndim, default in (("classifier.weight", "num_classes", 0, 2, 1000),
+                                              ("conv_stem.weight", "in_chans", 1, 4, 3)):
+            if key in state and np.ndim(state[key]) == ndim and np.shape(state[key])[axis] != default:
+                build[arg] = int(np.shape(state[key])[axis])
     build.update(kwargs)
     floats = [v.dtype for v in state.values() if np.issubdtype(v.dtype, np.floating)]
     if "dtype" not in build and floats and all(d == np.float64 for d in floats):
