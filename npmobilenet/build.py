@@ -54,22 +54,27 @@ def _expands(row):
     return isinstance(row, (IR, ER, UIR))
 
 
-def timm_channels(row, in_chs, ref_in_chs, multiplier):
+def timm_channels(row, in_chs, ref_in_chs, multiplier, exp_column="ratio"):
     """timm's rule: out = round(out * w); mid = make_divisible(in * exp_ratio) of the ACTUAL input.
 
-    Returns (mid_chs, out_chs); ``ref_in_chs`` (the width-1.0 input) is not used.
+    Returns (mid_chs, out_chs); ``ref_in_chs`` (the width-1.0 input) and ``exp_column`` are not used.
     """
     out = round_channels(row.out_chs, multiplier)
     mid = make_divisible(in_chs * row.exp_ratio) if _expands(row) else in_chs
     return mid, out
 
 
-def torchvision_channels(row, in_chs, ref_in_chs, multiplier):
-    """torchvision's MobileNetV3 rule (``bneck_conf.adjust_channels``): input, expanded and output
-    widths of the width-1.0 table are each scaled, mid = make_divisible(exp_size * w) with the
-    table's exp size = make_divisible(ref_in * exp_ratio); the last conv is 6 x its input (960/160,
-    576/96), kept as that ratio.  Returns (mid_chs, out_chs).
+def torchvision_channels(row, in_chs, ref_in_chs, multiplier, exp_column="ratio"):
+    """torchvision's rule: every width the paper's table gives is scaled by itself.
+
+    V3 (``bneck_conf.adjust_channels``; the table gives an exp *size*): input, expanded and output
+    widths of the width-1.0 table are each scaled, mid = make_divisible(exp_size * w) with
+    exp_size = make_divisible(ref_in * exp_ratio); the last conv is 6 x its input (960/160, 576/96),
+    kept as that ratio.  V2 (the table gives a ratio t): mid = round(in * t) of the scaled input,
+    which is timm's rule.  Returns (mid_chs, out_chs).
     """
+    if exp_column == "ratio":
+        return timm_channels(row, in_chs, ref_in_chs, multiplier)
     if isinstance(row, CN) and row.out_chs % ref_in_chs == 0:
         return in_chs, in_chs * (row.out_chs // ref_in_chs)
     out = round_channels(row.out_chs, multiplier)
@@ -198,7 +203,7 @@ def plan(entry, width=None, depth=None, width_rule="timm", small_input=False):
 
 
 def _spec(arch, row, stage, index, in_chs, ref_in, w, stride, channels, tv):
-    mid, out = channels(row, in_chs, ref_in, w)
+    mid, out = channels(row, in_chs, ref_in, w, arch.exp_column)
     se = getattr(row, "se_ratio", 0.0)
     rd = (make_divisible(int(mid * se)) if tv else make_divisible(mid * se)) if se else None
     if isinstance(row, CN):
@@ -252,29 +257,35 @@ def create_model(name, num_classes=1000, in_chans=3, drop_rate=0.0, features_onl
       bn_eps / bn_momentum: BatchNorm settings (default 1e-5 / 0.1, timm's and PyTorch's).
       seed: seeds timm's initialisation.  dtype: float32 (default) or float64.
     Returns: a ``MobileNet`` whose ``state_dict()`` keys and shapes are timm's for the same name.
+
+    >>> m = create_model("v3-small", num_classes=10)
+    >>> m.num_parameters(), m(np.zeros((1, 3, 224, 224), np.float32)).shape
+    (1528106, (1, 10))
     """
-    from .model import MobileNet, init_weights
     canonical, entry = resolve(name)
+    return build_model(entry, canonical, num_classes, in_chans, drop_rate, features_only, width_mult, depth_mult,
+                       width_rule, small_input, bn_eps, bn_momentum, seed, dtype)
+
+
+def build_model(entry, name=None, num_classes=1000, in_chans=3, drop_rate=0.0, features_only=False,
+                width_mult=None, depth_mult=None, width_rule="timm", small_input=False, bn_eps=None,
+                bn_momentum=None, seed=None, dtype=np.float32):
+    """``create_model`` for any table: ``entry`` is a ``ModelEntry`` or an ``Arch`` (width 1, depth 1)."""
+    from .model import MobileNet, init_weights
+    entry = entry if isinstance(entry, ModelEntry) else ModelEntry(entry)
     for arg, v in (("num_classes", num_classes), ("in_chans", in_chans)):
         if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < (0 if arg == "num_classes" else 1):
             raise ValueError(f"create_model: {arg} must be a {'non-negative' if arg == 'num_classes' else 'positive'}"
                              f" int, got {v!r}")
     if isinstance(drop_rate, bool) or not isinstance(drop_rate, (int, float)) or not 0 <= drop_rate < 1:
         raise ValueError(f"create_model: drop_rate must be in [0, 1), got {drop_rate!r}")
+    if np.dtype(dtype) not in (np.float32, np.float64):
+        raise ValueError(f"create_model: dtype must be float32 or float64, got {np.dtype(dtype)}")
     p = plan(entry, width_mult, depth_mult, width_rule, small_input)
     rng = np.random.default_rng(seed)
     ls = p.arch.layer_scale_init_value
     stages = [[make_block(b, ls, rng) for b in stage] for stage in p.stages]
-    model = MobileNet(canonical, p, stages, num_classes=int(num_classes), in_chans=int(in_chans),
+    model = MobileNet(name or p.arch.name, p, stages, num_classes=int(num_classes), in_chans=int(in_chans),
                       drop_rate=float(drop_rate), features_only=features_only, rng=rng)
     init_weights(model, rng, bn_eps=bn_eps, bn_momentum=bn_momentum)
-    # What rebuilds this model: npmobilenet.save stores it, npmobilenet.load calls create_model(**it).
-    given = dict(num_classes=int(num_classes), in_chans=int(in_chans), drop_rate=float(drop_rate),
-                 features_only=bool(features_only), width_mult=width_mult, depth_mult=depth_mult,
-                 width_rule=width_rule, small_input=bool(small_input), bn_eps=bn_eps, bn_momentum=bn_momentum)
-    model.config = {"name": canonical, "kwargs": {k: v for k, v in given.items() if v != _DEFAULTS[k]}}
     return model.to(dtype) if np.dtype(dtype) != np.float32 else model
-
-
-_DEFAULTS = dict(num_classes=1000, in_chans=3, drop_rate=0.0, features_only=False, width_mult=None,
-                 depth_mult=None, width_rule="timm", small_input=False, bn_eps=None, bn_momentum=None)

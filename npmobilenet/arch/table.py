@@ -170,6 +170,9 @@ class Arch:
         ``fix_stem``: V3 0.75, V4 1.0; 0 = always scaled).
     head_scales_up: the head width becomes max(num_features, round(num_features * w)) (V1h, V2);
         otherwise it is fixed.
+    exp_column: how the paper's table gives the expansion: "ratio" (V2's t) or "size" (V3's exp
+        size, V4's expanded dim).  The rows always hold timm's ratio; torchvision's width rule
+        scales a table *size* but multiplies a *ratio* by the scaled input.
     """
     name: str
     paper: str
@@ -181,10 +184,13 @@ class Arch:
     stem_fixed_below: float = 0.0
     head_scales_up: bool = False
     layer_scale_init_value: Optional[float] = None
+    exp_column: str = "ratio"
 
     def __post_init__(self):
         if self.head not in ("pool", "conv", "efficient", "efficient_norm"):
             raise ValueError(f"Arch {self.name}: unknown head {self.head!r}")
+        if self.exp_column not in ("ratio", "size"):
+            raise ValueError(f"Arch {self.name}: exp_column must be 'ratio' or 'size', got {self.exp_column!r}")
         if self.act not in ACT_NAMES:
             raise ValueError(f"Arch {self.name}: unknown activation {self.act!r}; expected one of {ACT_NAMES}")
         for stage in self.stages:

@@ -40,7 +40,7 @@ SMALL = (
     (CN(kernel_size=1, out_chs=576, stride=1),),                                     # conv2d 1x1, 7^2 x 96
 )
 
-_COMMON = dict(stem_size=16, act="hard_swish", head="efficient", stem_fixed_below=0.75)
+_COMMON = dict(stem_size=16, act="hard_swish", head="efficient", stem_fixed_below=0.75, exp_column="size")
 V3_LARGE = Arch(name="mobilenetv3_large", paper="Howard et al. 2019, arXiv 1905.02244, Table 1",
                 stages=LARGE, num_features=1280, **_COMMON)
 V3_SMALL = Arch(name="mobilenetv3_small", paper="Howard et al. 2019, arXiv 1905.02244, Table 2",

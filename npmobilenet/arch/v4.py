@@ -132,7 +132,7 @@ HYBRID_LARGE = CONV_LARGE[:2] + (
 )
 
 _PAPER = "Qin et al. 2024, arXiv 2404.10518, architecture tables (MNv4-{})"
-_COMMON = dict(head="efficient_norm", num_features=1280, stem_fixed_below=1.0)
+_COMMON = dict(head="efficient_norm", num_features=1280, stem_fixed_below=1.0, exp_column="size")
 V4_CONV_SMALL = Arch(name="mobilenetv4_conv_small", paper=_PAPER.format("Conv-S"), stem_size=32, act="relu",
                      stages=CONV_SMALL, **_COMMON)
 V4_CONV_MEDIUM = Arch(name="mobilenetv4_conv_medium", paper=_PAPER.format("Conv-M"), stem_size=32, act="relu",
