@@ -475,3 +475,17 @@ def test_timm_folder_of_torchvision_weights_carries_the_eps(tmp_path):
                                               "license", "first_conv", "classifier"}
     again = npmobilenet.load(tmp_path / "export")
     assert {b.eps for b in again.modules() if type(b).__name__ == "BatchNorm2d"} == {1e-3}
+
+
+def test_alias_names_the_same_model(small, tmp_path):
+    save(filled("mobilenetv3_small_100"), tmp_path / "m.npz")
+    assert npmobilenet.load(tmp_path / "m.npz", "v3-small").name == "mobilenetv3_small_100"
+
+
+def test_torchvision_weights_refuse_a_model_with_the_wrong_eps(tmp_path):
+    g, shapes, state = torchvision_golden("mobilenet_v3_small")
+    write_file(tmp_path / "tv.npz", state)
+    expect_refusal(npmobilenet.create_model("mobilenetv3_small_100"), tmp_path / "tv.npz",
+                   "trained with BatchNorm eps 0.001", "bn_eps=0.001")
+    m = npmobilenet.create_model("mobilenetv3_small_100", bn_eps=1e-3, bn_momentum=0.01)
+    assert load_weights(m, tmp_path / "tv.npz") is m

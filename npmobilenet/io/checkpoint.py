@@ -108,10 +108,17 @@ def _name_mismatch(path, stored, origin, asked, state):
 
 
 def _identify(path, model, kwargs):
-    """Read ``path`` and decide what to build: ``(state, name, kwargs, pretrained_cfg)``."""
+    """Read ``path`` and decide what to build.
+
+    Returns ``(path, state, name, create_model kwargs, pretrained_cfg, torchvision model or None)``.
+    """
+    from ..build import resolve
+
     name, tag = split_tag(model) if model else (None, None)
     if name in torchvision_map.TORCHVISION_MODELS:  # torchvision's name for the same network
         name = torchvision_map.TORCHVISION_MODELS[name][0]
+    if name:
+        name = resolve(name)[0]  # aliases ('v3-small') -> timm's name
     folder_cfg = None
     if os.path.isdir(path):
         path, folder_cfg = hub.read_folder(path)
@@ -180,6 +187,17 @@ def load(path, model=None, **kwargs):
     return net.eval()
 
 
+def _check_bn(model, needs, path, tv):
+    """torchvision's weights are only right with the BatchNorm eps they were trained with."""
+    eps = {float(m.eps) for m in model.modules() if type(m).__name__ == "BatchNorm2d"}
+    want = float(needs.get("bn_eps", 1e-5))
+    if eps != {want}:
+        raise CheckpointError(f"{path} holds torchvision {tv} weights, trained with BatchNorm eps {want}; "
+                              f"the model's is {sorted(eps)}: build it with create_model(..., "
+                              + ", ".join(f"{k}={v}" for k, v in needs.items())
+                              + ") or use npmobilenet.load(path)")
+
+
 def load_weights(model, path):
     """Load a weights file into an existing ``model`` (all or nothing); returns ``model``.
 
@@ -195,7 +213,9 @@ def load_weights(model, path):
     stored = (manifest or {}).get("model") or {}
     if name and stored.get("name") and stored["name"] != name:
         raise _name_mismatch(path, stored["name"], "manifest", name, state)
-    if torchvision_map.detect_torchvision(state) and name:
+    tv = torchvision_map.detect_torchvision(state)
+    if tv and name:
+        _check_bn(model, torchvision_map.TORCHVISION_MODELS[tv][1], path, tv)
         state = torchvision_map.from_torchvision(state, model, name)
     _fill(model, state, path, name or type(model).__name__)
     if manifest and manifest.get("pretrained_cfg"):
