@@ -14,6 +14,8 @@ import sys
 COMMANDS = {
     "tour": ("npmobilenet.commands.tour", "build a block, run it forward and backward, check its gradients"),
     "predict": ("npmobilenet.commands.predict", "classify images with a model and its weights (top-5, ImageNet names)"),
+    "train": ("npmobilenet.commands.train", "train a MobileNet on the packaged digits or your image folder (CPU)"),
+    "evaluate": ("npmobilenet.commands.evaluate", "test accuracy and confusion matrix of a trained model"),
     "convert": ("npmobilenet.commands.convert", "convert weights between .npz, .safetensors, .pth and torchvision's layout"),
 }
 
