@@ -317,21 +317,24 @@ def test_timm_folder_refuses_what_timm_cannot_build(tmp_path):
 
 
 def test_export_keys_and_shapes_equal_timms(tmp_path):
-    """Every model's export has exactly timm's state_dict keys and shapes (golden list from timm)."""
-    golden = GOLDEN / "timm_state_dict_keys.json"
-    if not golden.exists():
-        pytest.skip("tests/golden/timm_state_dict_keys.json not generated yet")
-    keys = json.loads(golden.read_text())
-    assert keys, "empty golden key list"
-    for name, entries in keys.items():
-        if name not in npmobilenet.list_models():
-            continue
-        ours = formats.with_bn_counters(npmobilenet.create_model(name).state_dict())
-        want = {k: tuple(s) for k, s in (entries.items() if isinstance(entries, dict) else entries)}
-        got = {k: tuple(np.shape(v)) for k, v in ours.items()}
-        if not any(k.endswith("num_batches_tracked") for k in want):
-            got = {k: s for k, s in got.items() if not k.endswith("num_batches_tracked")}
-        assert got == want, name
+    """The exported file holds exactly timm's state_dict keys and shapes, in timm's order.
+
+    Golden list: tests/golden/timm_state_dict_keys.json (timm 1.0.31, ``num_batches_tracked``
+    omitted there; the safetensors export adds one per BatchNorm, as timm's state_dict has).
+    """
+    pytest.importorskip("safetensors")
+    golden = json.loads((GOLDEN / "timm_state_dict_keys.json").read_text())
+    names = [n for n in golden if not n.startswith("_")]
+    assert names and all(n in npmobilenet.list_models() for n in names)
+    for name in names:
+        want = [(k, tuple(shape)) for k, shape in golden[name]]
+        model = npmobilenet.create_model(name)
+        assert [(k, v.shape) for k, v in model.state_dict().items()] == want, name
+        state, _ = read_state_dict(save(model, tmp_path / f"{name}.safetensors"))
+        counters = {k for k in state if k.endswith("num_batches_tracked")}
+        assert {(k, v.shape) for k, v in state.items() if k not in counters} == set(want), name
+        assert counters == {k[:-len("running_var")] + "num_batches_tracked" for k, _ in want
+                            if k.endswith(".running_var")}, name
 
 
 # ---- torchvision -----------------------------------------------------------------------------
