@@ -192,7 +192,7 @@ def test_config_validation_and_round_trip():
     assert c.learning_rate == 2e-3 and c.decay == 0.05
     assert TrainConfig.from_dict(json.loads(json.dumps(c.to_dict()))) == c
     assert TrainConfig().differences(TrainConfig(size=48)) == [("size", 32, 48)]
-    for bad in (dict(epochs=0), dict(optimizer="lbfgs"), dict(lr=-1.0), dict(ema=1.0), dict(warmup_epochs=20),
+    for bad in (dict(epochs=0), dict(optimizer="lbfgs"), dict(lr=-1.0), dict(ema=1.0), dict(warmup_epochs=-1),
                 dict(size=1.5), dict(label_smoothing=1.0)):
         with pytest.raises(ValueError, match="TrainConfig"):
             TrainConfig(**bad)
@@ -205,6 +205,8 @@ def test_schedule_warms_up_then_decays_to_zero():
     assert s(0) == 0 and s(5) == pytest.approx(0.1) and s(10) == pytest.approx(0.2)
     assert s(25) == pytest.approx(0.1) and s(40) == pytest.approx(0.0)
     assert all(s(i) >= s(i + 1) for i in range(10, 40))
+    short = build_schedule(TrainConfig(epochs=1, warmup_epochs=1, lr=0.2), steps_per_epoch=10)
+    assert short.warmup_steps == 5 and short(5) == pytest.approx(0.2)   # warm-up: at most half the run
 
 
 def test_folder_split_is_stratified_and_normalised(folder):
@@ -232,6 +234,24 @@ def test_evaluate_counts_and_restores_mode(straight):
     assert straight.model.training
     assert res["count"] == 6 and res["confusion"].sum() == 6
     assert res["correct"] == np.trace(res["confusion"]) and res["accuracy"] == res["correct"] / 6
+
+
+def test_evaluate_counts_overflowing_logits_as_wrong():
+    from npmobilenet.data import Loader
+    from npmobilenet.module import Module
+
+    class Overflowing(Module):         # image 1 of each batch overflows, the others predict class x[0]
+        num_classes = 3
+
+        def forward(self, x):
+            logits = np.eye(3, dtype=np.float32)[x[:, 0, 0, 0].astype(int)] * 5
+            logits[1] = np.float32(3e38) * 10
+            return logits
+
+    x = np.array([0, 1, 2, 1], np.float32).reshape(4, 1, 1, 1)
+    res = evaluate(Overflowing(), Loader(x, np.array([0, 1, 2, 0]), 4, shuffle=False))
+    assert res["non_finite"] == 1 and res["correct"] == 2 and res["loss"] == np.inf
+    assert res["confusion"].tolist() == [[1, 1, 0], [0, 0, 0], [0, 0, 1]]   # the overflowing image is left out
 
 
 def test_progress_bar_tty_and_log_styles():

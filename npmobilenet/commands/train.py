@@ -147,6 +147,10 @@ def run(args):
     if args.augment is not None:
         given["augment"] = args.augment
     trainer = _resume(args, given) if args.resume else _new(args, given)
+    if trainer.epoch >= trainer.config.epochs:
+        print(f"nothing to do: the run has already trained all its epochs ({trainer.epoch}); "
+              f"pass a larger --epochs to train on")
+        return 0
     _header(trainer)
     t0 = time.perf_counter()
     try:
@@ -161,9 +165,6 @@ def run(args):
                   file=sys.stderr)
         return 130
     wall = time.perf_counter() - t0
-    if not history:
-        print("nothing to do: the run has already trained all its epochs")
-        return 0
     last, best = history[-1], max(history, key=lambda r: r["test_acc"])
     train_s = sum(r["seconds"] for r in history)
     n_test = trainer.test_loader.num_samples

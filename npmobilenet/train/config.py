@@ -37,7 +37,8 @@ class TrainConfig:
     - epochs, batch_size, limit_batches: epochs, images per step, and (for quick checks) at most
       this many batches per epoch (None: all).
     - optimizer ("sgd", "rmsprop", "adamw"), lr, weight_decay (None: ``OPTIMIZER_DEFAULTS``).
-    - schedule ("cosine", "exponential", "constant"), warmup_epochs: the learning-rate curve.
+    - schedule ("cosine", "exponential", "constant"), warmup_epochs: the learning-rate curve (the
+      warm-up takes at most half of the run).
     - label_smoothing; ema: decay of the weight average evaluated instead of the weights (0: off).
     - seed: seeds the initial weights, the split of a folder, the order, augmentation and dropout.
     """
@@ -86,8 +87,8 @@ class TrainConfig:
             bad("ema", "a decay in [0, 1) (0: no weight average)")
         if not 0 <= self.drop_rate < 1:
             bad("drop_rate", "in [0, 1)")
-        if not 0 <= self.warmup_epochs < self.epochs:
-            bad("warmup_epochs", f"in [0, epochs={self.epochs})")
+        if not 0 <= self.warmup_epochs < math.inf:
+            bad("warmup_epochs", "a finite number >= 0")
 
     @property
     def learning_rate(self):

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import io
 import json
+import math
 
 from ..io.atomic import atomic_write
 
@@ -26,7 +27,10 @@ FIELDS = ("epoch", "train_loss", "train_acc", "test_loss", "test_acc", "lr", "se
 
 def write_history(path, records):
     """Write the list of epoch records to ``path`` as JSON (atomically)."""
-    text = json.dumps([{k: r[k] for k in FIELDS if k in r} for r in records], indent=1)
+    def value(v):   # JSON has no inf/NaN (an overflowing early evaluation): write null
+        return None if isinstance(v, float) and not math.isfinite(v) else v
+
+    text = json.dumps([{k: value(r[k]) for k in FIELDS if k in r} for r in records], indent=1)
     return atomic_write(path, lambda f: f.write(text.encode() + b"\n"))
 
 
@@ -44,15 +48,18 @@ def plot_history(records, path, title=None):
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
+    def col(key, scale=1.0):   # None / inf (an overflowing evaluation) become gaps in the curve
+        return [scale * r[key] if r.get(key) is not None and math.isfinite(r[key]) else math.nan for r in records]
+
     epochs = [r["epoch"] for r in records]
     fig = Figure(figsize=(9, 3.6), layout="constrained")
     FigureCanvasAgg(fig)
     ax_loss, ax_acc = fig.subplots(1, 2)
-    ax_loss.plot(epochs, [r["train_loss"] for r in records], "o-", label="train (smoothed objective)")
-    ax_loss.plot(epochs, [r["test_loss"] for r in records], "s-", label="test (cross-entropy)")
+    ax_loss.plot(epochs, col("train_loss"), "o-", label="train (smoothed objective)")
+    ax_loss.plot(epochs, col("test_loss"), "s-", label="test (cross-entropy)")
     ax_loss.set(xlabel="epoch", ylabel="loss", yscale="log", title="loss")
-    ax_acc.plot(epochs, [100 * r["train_acc"] for r in records], "o-", label="train")
-    ax_acc.plot(epochs, [100 * r["test_acc"] for r in records], "s-", label="test")
+    ax_acc.plot(epochs, col("train_acc", 100), "o-", label="train")
+    ax_acc.plot(epochs, col("test_acc", 100), "s-", label="test")
     best = max(records, key=lambda r: r["test_acc"])
     ax_acc.annotate(f"{100 * best['test_acc']:.2f}%", (best["epoch"], 100 * best["test_acc"]),
                     textcoords="offset points", xytext=(0, -14), ha="center")

@@ -78,9 +78,10 @@ def build_optimizer(config, model):
 
 
 def build_schedule(config, steps_per_epoch):
-    """The learning rate per step: warm-up, then cosine / exponential (0.97 per epoch) / constant."""
+    """The learning rate per step: warm-up (at most half the run), then cosine / exponential (0.97
+    per epoch) / constant."""
     total = config.epochs * steps_per_epoch
-    warmup = min(int(round(config.warmup_epochs * steps_per_epoch)), total - 1)
+    warmup = min(int(round(config.warmup_epochs * steps_per_epoch)), total // 2)
     if config.schedule == "cosine":
         return WarmupCosine(config.learning_rate, total_steps=total, warmup_steps=warmup)
     if config.schedule == "exponential":
@@ -172,11 +173,7 @@ class Trainer:
         p, t0, secs0, images0 = self.partial, time.perf_counter(), self.partial["seconds"], self.partial["images"]
         batches = itertools.islice(self.train_loader.epoch(e, start=self.batch), self.steps_per_epoch - self.batch)
         for x, y in batches:
-            loss, correct = self.train_step(x, y)
-            self.batch += 1
-            p["loss_sum"] += loss * len(y)
-            p["correct"] += correct
-            p["images"] += len(y)
+            self.train_step(x, y)
             p["seconds"] = secs0 + (time.perf_counter() - t0)
             rate = (p["images"] - images0) / max(1e-9, p["seconds"] - secs0)
             bar.update(self.batch, rate, loss=p["loss_sum"] / p["images"], acc=p["correct"] / p["images"])
@@ -192,10 +189,16 @@ class Trainer:
         if self.out is not None:
             self.save()
         bar.close(self.summary(record))
+        if self.stop_requested:
+            raise KeyboardInterrupt
         return record
 
     def train_step(self, x, y):
-        """One update on the batch ``(x, y)``; returns (loss, number of correct predictions)."""
+        """One update on the batch ``(x, y)`` and its bookkeeping (position, running sums).
+
+        Returns (loss, number of correct predictions).  ``in_step`` is True from the first change
+        of state to the last, so an interrupt never saves half a step.
+        """
         self.in_step = True
         # A diverging run overflows before it is caught below; that is reported as an error of its
         # own (TrainingDiverged), so NumPy's overflow warnings would only be noise here.
@@ -212,9 +215,15 @@ class Trainer:
             self.optimizer.step(lr=self.lr)
             if self.ema is not None:
                 self.ema.update(self.model)
+        loss, correct = float(loss), int((logits.argmax(axis=1) == y).sum())
         self.step += 1
+        self.batch += 1
+        p = self.partial
+        p["loss_sum"] += loss * len(y)
+        p["correct"] += correct
+        p["images"] += len(y)
         self.in_step = False
-        return float(loss), int((logits.argmax(axis=1) == y).sum())
+        return loss, correct
 
     def evaluate(self):
         """Test-split metrics (``metrics.evaluate``) of the weights in use (the average, with --ema)."""
@@ -275,15 +284,17 @@ class Trainer:
             f"Try a smaller --lr (this run: {self.config.learning_rate:g}) or a longer --warmup-epochs")
 
     def _install_sigint(self):
-        """First Ctrl-C: finish the step, save, stop.  Second: stop at once.  (Main thread only.)"""
+        """First Ctrl-C: finish the step (or the evaluation and saving), save, stop.  Second: stop at
+        once without saving.  (Signal handlers exist in the main thread only.)"""
         if threading.current_thread() is not threading.main_thread():
             return None
 
         def handler(signum, frame):
-            if self.stop_requested or not self.in_step:
+            if self.stop_requested:
+                self.in_step = True      # stopping anywhere: the state may be half-updated, do not save
                 raise KeyboardInterrupt
             self.stop_requested = True
-            sys.stderr.write("\nstopping after this step to save a checkpoint (Ctrl-C again to stop now)\n")
+            sys.stderr.write("\nstopping at the end of this step to save a checkpoint (Ctrl-C again to stop now)\n")
 
         return signal.signal(signal.SIGINT, handler)
 

@@ -6,6 +6,8 @@ reader compares across runs; the training loss of ``history.json`` is the smooth
 """
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from ..ops.losses import cross_entropy_forward
@@ -21,26 +23,36 @@ def evaluate(model, loader, num_classes=None):
     """Run ``model`` over every batch of ``loader``.
 
     Returns:
-    - dict with ``loss`` (mean cross-entropy), ``accuracy`` (fraction), ``correct``, ``count``
-      and ``confusion`` (``confusion_matrix``).
+    - dict with ``loss`` (mean cross-entropy), ``accuracy`` (fraction), ``correct``, ``count``,
+      ``confusion`` (``confusion_matrix``) and ``non_finite``: images whose logits overflowed
+      (counted as wrong, infinite loss, left out of the confusion matrix).
     """
     num_classes = num_classes or model.num_classes
     was_training = model.training
     model.eval()
     loss_sum, labels, preds = 0.0, [], []
     try:
-        for x, y in loader:
-            logits = model.forward(x.astype(model.dtype, copy=False))
-            loss, _ = cross_entropy_forward(logits, y)
-            loss_sum += float(loss) * len(y)
-            labels.append(y)
-            preds.append(logits.argmax(axis=1))
+        # Early in training the running BatchNorm statistics can lag so far behind the weights that
+        # eval-mode activations overflow: such images count as wrong, with an infinite loss.
+        with np.errstate(over="ignore", invalid="ignore"):
+            for x, y in loader:
+                logits = model.forward(x.astype(model.dtype, copy=False))
+                ok = np.isfinite(logits).all(axis=1)
+                if ok.any():
+                    loss, _ = cross_entropy_forward(logits[ok], y[ok])
+                    loss_sum += float(loss) * int(ok.sum())
+                if not ok.all():
+                    loss_sum = math.inf
+                labels.append(y)
+                preds.append(np.where(ok, np.nan_to_num(logits).argmax(axis=1), -1))
     finally:
         model.train(was_training)
     labels, preds = np.concatenate(labels), np.concatenate(preds)
     correct = int((labels == preds).sum())
+    valid = preds >= 0
     return {"loss": loss_sum / len(labels), "accuracy": correct / len(labels), "correct": correct,
-            "count": int(len(labels)), "confusion": confusion_matrix(labels, preds, num_classes)}
+            "count": int(len(labels)), "non_finite": int((~valid).sum()),
+            "confusion": confusion_matrix(labels[valid], preds[valid], num_classes)}
 
 
 def format_confusion(cm, classes=None):
