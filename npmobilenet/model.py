@@ -77,6 +77,13 @@ class MobileNet(Sequential):
             hint = "" if s <= 8 else " (or create_model(..., small_input=True) for 32x32 images)"
             raise ValueError(f"{self._label()}: input is {x.shape[2]}x{x.shape[3]} but the network downsamples "
                              f"by {s}; the input must be at least {s}x{s}{hint}")
+        # Training-mode BN normalises each channel over N*H*W values and needs two of them; the
+        # last stage has ceil(H/s)*ceil(W/s) pixels, and a BN after the pool (V4 norm_head) one.
+        last = 1 if "norm_head" in self._children else -(-x.shape[2] // s) * -(-x.shape[3] // s)
+        if self.training and x.shape[0] * last < 2:
+            raise ValueError(f"{self._label()}: training-mode batch norm needs at least two values per channel;"
+                             f" a {x.shape[2]}x{x.shape[3]} input leaves {last} per image at the last BN, so use a"
+                             f" batch of at least 2 (got {x.shape[0]}) or call .eval()")
         return x
 
     def forward(self, x):
