@@ -27,14 +27,17 @@ import numpy as np  # noqa: E402
 from ..ops import backend, conv  # noqa: E402
 
 
+_clock = time.perf_counter
+
+
 def _median_time(fn, repeats, min_seconds=0.3):
     fn()                                         # warm-up (JIT compile, caches, allocator)
     fn()
     times = []
     while len(times) < repeats or (sum(times) < min_seconds and len(times) < 10 * repeats):
-        t = time.perf_counter()
+        t = _clock()
         fn()
-        times.append(time.perf_counter() - t)
+        times.append(_clock() - t)
     return statistics.median(times)
 
 
@@ -137,7 +140,12 @@ def main(argv=None):
     p.add_argument("--threads", type=int, default=2, help="threads for Numba, BLAS and torch")
     p.add_argument("--quick", action="store_true", help="batch 4 instead of 16 (a smoke run)")
     p.add_argument("--no-torch", action="store_true", help="skip the torch comparison")
+    p.add_argument("--timer", choices=("wall", "cpu"), default="wall",
+                   help="wall clock (default), or this process's CPU time: steadier on a busy machine, "
+                        "comparable across paths only with --threads 1")
     a = p.parse_args(argv)
+    global _clock
+    _clock = time.process_time if a.timer == "cpu" else time.perf_counter
     import numba
     numba.set_num_threads(min(a.threads, numba.config.NUMBA_NUM_THREADS))
     torch = None
@@ -148,8 +156,10 @@ def main(argv=None):
         except ImportError:
             print("torch is not importable: timing the fast and plain paths only")
     n = 4 if a.quick else 16
-    print(f"float32, batch {n}, {a.threads} threads, median of >= {a.repeats} runs after warm-up;"
-          f" ratios are time / torch time (lower is better)")
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    print(f"float32, batch {n}, {a.threads} threads, {a.timer} time, median of >= {a.repeats} runs after"
+          f" warm-up; ratios are time / torch time (lower is better); load average {load:.1f}"
+          f" on {os.cpu_count()} CPUs")
     print(f"{'layer':<34} {'path':<18} {'fwd ms':>10} {'bwd ms':>10}   {'fwd/torch':>8} {'bwd/torch':>8}")
     cases = [("stem 3x3/s2 3->16 @224", (n, 3, 224, 224), 16, 3, 2, 1, False),
              ("dw 3x3/s1 72 @56", (n, 72, 56, 56), 72, 3, 1, 72, True),

@@ -23,7 +23,8 @@ over the blocks outside), so nothing races and the result does not depend on the
 import numpy as np
 from numba import njit
 
-from .phases import from_phases, phase_geometry, to_phases
+from . import phases
+from .phases import gather, scatter
 from .threads import run_chunks
 
 
@@ -36,119 +37,116 @@ def _dot(a, b):
     return s
 
 
-@njit(cache=True)
-def _geometry(N, H, W, sh, sw, ph, pw):
-    """Phase pitch P, phase-plane length, and images per block (phase planes of <= 4096 values)."""
-    P, plen = phase_geometry(H, W, sh, sw, ph, pw)
-    return P, plen, max(1, min(N, 4096 // (plen * sh * sw)))
-
-
-@njit(cache=True, nogil=True)
-def depthwise_forward(x, w, y, sh, sw, ph, pw, start, stop):
+@njit(cache=True, nogil=True, fastmath={"contract"})
+def depthwise_forward(x, w, y, where, taps, out_where, P, plen, nb, nphase, start, stop):
     """y[n, co, oh, ow] = sum_ij w[co, i, j] * x_pad[n, co // m, oh*sh + i, ow*sw + j].
 
-    x: (N, C, H, W); w: (C*m, kh, kw); y: (N, C*m, Ho, Wo).  Tasks are (channel co, block of
-    ``nb`` images); this call does tasks ``start <= co * blocks + block < stop``.  The images of a
-    block sit one after another in the phase and output buffers (``plen`` apart), so each tap is
-    one loop over the whole block with the same weight.
+    x: (N*C, H*W) image planes; w: (C*m, kh*kw); y: (N*C*m, Ho*Wo); ``where``/``taps``/P/plen:
+    the phase layout (``phases.py``) for blocks of ``nb`` images and ``nphase = sh*sw`` phases;
+    ``out_where``: the position ``oh*P + ow`` of each output pixel in the pitch-P layout.
+    Tasks are (channel co, block of images); this call does tasks
+    ``start <= co * blocks + block < stop``.
     """
-    N, C, H, W = x.shape
-    Co, kh, kw = w.shape
-    Ho, Wo = y.shape[2], y.shape[3]
-    m = Co // C
-    P, plen, nb = _geometry(N, H, W, sh, sw, ph, pw)
+    Co = w.shape[0]
+    N = y.shape[0] // Co
+    C, m = x.shape[0] // N, Co // (x.shape[0] // N)
+    L1 = out_where[-1] + 1                # pitch-P positions up to the last output pixel of an image
     blocks = (N + nb - 1) // nb
-    phase = np.empty((sh, sw, nb * plen + P), dtype=x.dtype)     # + P: the last taps read past the end
+    phase = np.zeros(nphase * (nb * plen + P), dtype=x.dtype)   # padding positions stay zero
     acc = np.empty(nb * plen, dtype=x.dtype)
     for p in range(start, stop):
         co, n0 = p // blocks, (p % blocks) * nb
         n1 = min(N, n0 + nb)
-        L = (n1 - n0 - 1) * plen + Ho * P
-        phase[:] = 0
+        L = (n1 - n0 - 1) * plen + L1
         for n in range(n0, n1):
-            to_phases(x[n, co // m], ph, pw, sh, sw, P, phase[:, :, (n - n0) * plen:])
-        acc[:] = 0
-        for i in range(kh):
-            for j in range(kw):
-                wv = w[co, i, j]
-                off = (i // sh) * P + j // sw
-                src = phase[i % sh, j % sw, off:off + L]
-                for q in range(L):       # index by the loop variable alone, or LLVM will not vectorise
-                    acc[q] += wv * src[q]
+            scatter(x[n * C + co // m], where, phase, (n - n0) * plen)
+        acc[:L] = 0
+        for t in range(taps.shape[0]):
+            wv = w[co, t]
+            src = phase[taps[t]:taps[t] + L]
+            for q in range(L):           # index by the loop variable alone, or LLVM will not vectorise
+                acc[q] += wv * src[q]
         for n in range(n0, n1):
-            for oh in range(Ho):
-                b = (n - n0) * plen + oh * P
-                y[n, co, oh, :] = acc[b:b + Wo]
+            gather(acc, out_where, y[n * Co + co], (n - n0) * plen)
 
 
-@njit(cache=True, nogil=True)
-def depthwise_backward(x, w, dy, dx, dw_b, sh, sw, ph, pw, start, stop):
+@njit(cache=True, nogil=True, fastmath={"contract"})
+def depthwise_backward(x, w, dy, dx, dw_b, where, taps, out_where, P, plen, nb, nphase, start, stop):
     """dx and the per-block weight gradients of ``depthwise_forward``, in one pass over dy.
 
     dx[n, ci, ih, iw] = sum_{co of ci} sum_{oh*sh+i-ph = ih, ow*sw+j-pw = iw} w[co, i, j] dy[n, co, oh, ow]
-    dw_b[blk, co, i, j] = sum_{n in blk} sum_{oh, ow} dy[n, co, oh, ow] * x_pad[n, ci, oh*sh + i, ow*sw + j]
+    dw_b[blk, co, i*kw + j] = sum_{n in blk} sum_{oh, ow} dy[n, co, oh, ow] * x_pad[n, ci, oh*sh + i, ow*sw + j]
 
-    x, dx: (N, C, H, W); w: (C*m, kh, kw); dy: (N, C*m, Ho, Wo); dw_b: (blocks, C*m, kh, kw).
+    x, dx: (N*C, H*W); w: (C*m, kh*kw); dy: (N*C*m, Ho*Wo); dw_b: (blocks, C*m, kh*kw).
     Tasks are (input channel ci, block of images), so the m output channels that read one input
     plane are handled together and no two tasks write the same dx plane or dw_b entry.
     """
-    N, C, H, W = x.shape
-    Co, kh, kw = w.shape
-    Ho, Wo = dy.shape[2], dy.shape[3]
-    m = Co // C
-    P, plen, nb = _geometry(N, H, W, sh, sw, ph, pw)
+    Co = w.shape[0]
+    N = dy.shape[0] // Co
+    C, m = x.shape[0] // N, Co // (x.shape[0] // N)
+    L1 = out_where[-1] + 1
     blocks = (N + nb - 1) // nb
-    phase = np.empty((sh, sw, nb * plen + P), dtype=x.dtype)
-    dphase = np.empty((sh, sw, nb * plen + P), dtype=x.dtype)
+    phase = np.zeros(nphase * (nb * plen + P), dtype=x.dtype)
+    dphase = np.empty(nphase * (nb * plen + P), dtype=x.dtype)
     g = np.zeros(nb * plen, dtype=x.dtype)   # dy at pitch P; positions of no output stay zero
     for p in range(start, stop):
         ci, blk = p // blocks, p % blocks
         n0 = blk * nb
         n1 = min(N, n0 + nb)
-        L = (n1 - n0 - 1) * plen + Ho * P
-        phase[:] = 0
+        L = (n1 - n0 - 1) * plen + L1
         for n in range(n0, n1):
-            to_phases(x[n, ci], ph, pw, sh, sw, P, phase[:, :, (n - n0) * plen:])
+            scatter(x[n * C + ci], where, phase, (n - n0) * plen)
         dphase[:] = 0
         for k in range(m):
             co = ci * m + k
             for n in range(n0, n1):
-                for oh in range(Ho):
-                    b = (n - n0) * plen + oh * P
-                    g[b:b + Wo] = dy[n, co, oh, :]
-            for i in range(kh):
-                for j in range(kw):
-                    wv = w[co, i, j]
-                    off = (i // sh) * P + j // sw
-                    dst = dphase[i % sh, j % sw, off:off + L]
-                    for q in range(L):
-                        dst[q] += wv * g[q]
-                    dw_b[blk, co, i, j] = _dot(g[:L], phase[i % sh, j % sw, off:off + L])
+                scatter(dy[n * Co + co], out_where, g, (n - n0) * plen)
+            for t in range(taps.shape[0]):
+                wv = w[co, t]
+                dst = dphase[taps[t]:taps[t] + L]
+                for q in range(L):
+                    dst[q] += wv * g[q]
+                dw_b[blk, co, t] = _dot(g[:L], phase[taps[t]:taps[t] + L])
         for n in range(n0, n1):
-            from_phases(dphase[:, :, (n - n0) * plen:], ph, pw, sh, sw, P, dx[n, ci])
+            gather(dphase, where, dx[n * C + ci], (n - n0) * plen)
 
 
-def _blocks(x, stride, padding):
-    N, C, H, W = x.shape
-    return -(-N // _geometry(N, H, W, *stride, *padding)[2])
+def _layout(x_shape, w_shape, stride, padding):
+    """Phase layout for blocks of nb images, with phase planes of <= 4096 values (L1-sized)."""
+    N, C, H, W = x_shape
+    P, plen = phases.geometry(H, W, stride, padding)
+    nphase = stride[0] * stride[1]
+    nb = max(1, min(N, 4096 // (plen * nphase)))
+    plane_stride = nb * plen + P
+    return (phases.table(H, W, stride, padding, plane_stride),
+            phases.taps(w_shape[2], w_shape[3], stride, P, plane_stride), P, plen, nb, nphase)
+
+
+def _out_where(out_hw, P):
+    """Position oh*P + ow of each output pixel (row-major) in the pitch-P layout."""
+    return (np.arange(out_hw[0])[:, None] * P + np.arange(out_hw[1])[None, :]).reshape(-1)
 
 
 def depthwise_forward_fast(x, w, stride, padding, out_hw):
     """Wrapper: x (N, C, H, W), w (C*m, 1, kh, kw) -> y (N, C*m, Ho, Wo)."""
-    (sh, sw), (ph, pw), (Ho, Wo) = stride, padding, out_hw
-    y = np.empty((x.shape[0], w.shape[0], Ho, Wo), dtype=x.dtype)
-    run_chunks(depthwise_forward, w.shape[0] * _blocks(x, stride, padding), np.ascontiguousarray(x),
-               np.ascontiguousarray(w[:, 0]), y, sh, sw, ph, pw, work=x.size + y.size)
+    N, C, H, W = x.shape
+    where, taps, P, plen, nb, nphase = _layout(x.shape, w.shape, stride, padding)
+    y = np.empty((N, w.shape[0]) + tuple(out_hw), dtype=x.dtype)
+    run_chunks(depthwise_forward, w.shape[0] * -(-N // nb), np.ascontiguousarray(x).reshape(N * C, H * W),
+               np.ascontiguousarray(w).reshape(w.shape[0], -1), y.reshape(y.shape[0] * y.shape[1], -1),
+               where, taps, _out_where(out_hw, P), P, plen, nb, nphase, work=x.size + y.size)
     return y
 
 
 def depthwise_backward_fast(dy, x, w, stride, padding):
     """Wrapper: returns (dx, dw) with the shapes of x and w."""
-    (sh, sw), (ph, pw) = stride, padding
-    blocks = _blocks(x, stride, padding)
+    N, C, H, W = x.shape
+    where, taps, P, plen, nb, nphase = _layout(x.shape, w.shape, stride, padding)
+    blocks = -(-N // nb)
     dx = np.empty_like(x)
-    dw_b = np.empty((blocks,) + w.shape[:1] + w.shape[2:], dtype=x.dtype)
-    run_chunks(depthwise_backward, x.shape[1] * blocks, np.ascontiguousarray(x),
-               np.ascontiguousarray(w[:, 0]), np.ascontiguousarray(dy), dx, dw_b, sh, sw, ph, pw,
-               work=x.size + dy.size)
+    dw_b = np.empty((blocks, w.shape[0], w.shape[2] * w.shape[3]), dtype=x.dtype)
+    run_chunks(depthwise_backward, C * blocks, np.ascontiguousarray(x).reshape(N * C, H * W),
+               np.ascontiguousarray(w).reshape(w.shape[0], -1),
+               np.ascontiguousarray(dy).reshape(dy.shape[0] * dy.shape[1], -1), dx.reshape(N * C, H * W),
+               dw_b, where, taps, _out_where(dy.shape[2:], P), P, plen, nb, nphase, work=x.size + dy.size)
     return dx, dw_b.sum(axis=0).reshape(w.shape)

@@ -19,67 +19,70 @@ ranges in parallel; no two ranges write the same plane, so there are no races.
 import numpy as np
 from numba import njit
 
-from .phases import from_phases, phase_geometry, to_phases
+from . import phases
+from .phases import gather, scatter
 from .threads import run_chunks
 
 
 @njit(cache=True, nogil=True)
-def im2col(x, cols, kh, kw, sh, sw, ph, pw, Ho, start, stop):
-    """Fill the rows of ``cols`` (N, C*kh*kw, Ho*P) that come from planes ``start <= n*C + c < stop``
-    of ``x`` (N, C, H, W)."""
-    N, C, H, W = x.shape
-    P, plen = phase_geometry(H, W, sh, sw, ph, pw)
-    L = Ho * P
-    phase = np.empty((sh, sw, plen + P), dtype=x.dtype)   # + P: the last taps read past the end
+def im2col(x, cols, where, taps, P, Ho, plane_stride, nphase, start, stop):
+    """Fill the rows of ``cols`` (N, C*kh*kw, Ho*P) that come from image planes
+    ``start <= n*C + c < stop`` of ``x`` (N*C, H*W), through one image's phase planes."""
+    N, T, L = cols.shape[0], taps.shape[0], Ho * P
+    C = x.shape[0] // N
+    phase = np.zeros(nphase * plane_stride, dtype=x.dtype)   # padding positions stay zero
     for p in range(start, stop):
         n, c = p // C, p % C
-        phase[:] = 0
-        to_phases(x[n, c], ph, pw, sh, sw, P, phase)
-        for i in range(kh):
-            for j in range(kw):
-                off = (i // sh) * P + j // sw
-                cols[n, (c * kh + i) * kw + j, :] = phase[i % sh, j % sw, off:off + L]
+        scatter(x[p], where, phase, 0)
+        for t in range(T):
+            cols[n, c * T + t, :] = phase[taps[t]:taps[t] + L]
 
 
 @njit(cache=True, nogil=True)
-def col2im(dcols, dx, kh, kw, sh, sw, ph, pw, Ho, start, stop):
-    """Overwrite planes ``start <= n*C + c < stop`` of ``dx`` (N, C, H, W) with the sum of the
+def col2im(dcols, dx, where, taps, P, Ho, plane_stride, nphase, start, stop):
+    """Overwrite image planes ``start <= n*C + c < stop`` of ``dx`` (N*C, H*W) with the sum of the
     ``dcols`` (N, C*kh*kw, Ho*P) entries read from each pixel.  Entries read from the padding, and
     the spare columns (which must be zero), have no pixel and are dropped."""
-    N, C, H, W = dx.shape
-    P, plen = phase_geometry(H, W, sh, sw, ph, pw)
-    L = Ho * P
-    dphase = np.empty((sh, sw, plen + P), dtype=dx.dtype)
+    N, T, L = dcols.shape[0], taps.shape[0], Ho * P
+    C = dx.shape[0] // N
+    dphase = np.empty(nphase * plane_stride, dtype=dx.dtype)
     for p in range(start, stop):
         n, c = p // C, p % C
         dphase[:] = 0
-        for i in range(kh):
-            for j in range(kw):
-                off = (i // sh) * P + j // sw
-                dst, src = dphase[i % sh, j % sw, off:off + L], dcols[n, (c * kh + i) * kw + j]
-                for q in range(L):       # index by the loop variable alone, so LLVM vectorises
-                    dst[q] += src[q]
-        from_phases(dphase, ph, pw, sh, sw, P, dx[n, c])
+        for t in range(T):
+            dst, src = dphase[taps[t]:taps[t] + L], dcols[n, c * T + t]
+            for q in range(L):           # index by the loop variable alone, so LLVM vectorises
+                dst[q] += src[q]
+        gather(dphase, where, dx[p], 0)
 
 
 def pitch(x_shape, stride, padding):
     """The row pitch P of the fast layout (>= Wo)."""
-    return int(phase_geometry(x_shape[2], x_shape[3], *stride, *padding)[0])
+    return phases.geometry(x_shape[2], x_shape[3], stride, padding)[0]
+
+
+def _layout(x_shape, kh, kw, stride, padding):
+    """(where, taps, P, plane_stride, nphase): the phase layout of one image (``phases.py``)."""
+    P, plen = phases.geometry(x_shape[2], x_shape[3], stride, padding)
+    return (phases.table(x_shape[2], x_shape[3], stride, padding, plen + P),
+            phases.taps(kh, kw, stride, P, plen + P), P, plen + P, stride[0] * stride[1])
 
 
 def im2col_fast(x, kh, kw, stride, padding, Ho):
     """Wrapper: allocate and fill ``cols`` (N, C*kh*kw, Ho*P), dtype of x."""
-    (sh, sw), (ph, pw) = stride, padding
-    N, C = x.shape[:2]
-    cols = np.empty((N, C * kh * kw, Ho * pitch(x.shape, stride, padding)), dtype=x.dtype)
-    run_chunks(im2col, N * C, np.ascontiguousarray(x), cols, kh, kw, sh, sw, ph, pw, Ho, work=cols.size)
+    N, C, H, W = x.shape
+    where, taps, P, plane_stride, nphase = _layout(x.shape, kh, kw, stride, padding)
+    cols = np.empty((N, C * kh * kw, Ho * P), dtype=x.dtype)
+    run_chunks(im2col, N * C, np.ascontiguousarray(x).reshape(N * C, H * W), cols, where, taps, P, Ho,
+               plane_stride, nphase, work=cols.size)
     return cols
 
 
 def col2im_fast(dcols, x_shape, kh, kw, stride, padding, Ho):
     """Wrapper: the adjoint of ``im2col_fast``; ``dcols`` (N, C*kh*kw, Ho*P) -> dx of ``x_shape``."""
-    (sh, sw), (ph, pw) = stride, padding
+    N, C, H, W = x_shape
+    where, taps, P, plane_stride, nphase = _layout(x_shape, kh, kw, stride, padding)
     dx = np.empty(x_shape, dtype=dcols.dtype)
-    run_chunks(col2im, x_shape[0] * x_shape[1], np.ascontiguousarray(dcols), dx, kh, kw, sh, sw, ph, pw, Ho,
-               work=dcols.size)
+    run_chunks(col2im, N * C, np.ascontiguousarray(dcols), dx.reshape(N * C, H * W), where, taps, P, Ho,
+               plane_stride, nphase, work=dcols.size)
     return dx

@@ -6,67 +6,61 @@ An (H, W) image plane, zero-padded by (ph, pw), is copied into ``sh*sw`` *phase 
     phase[a, b][r, c] = x_pad[r*sh + a, c*sw + b]        (row pitch P = ceil((W + 2 pw) / sw))
 
 Tap ``(i, j)`` of output pixel ``(oh, ow)`` then reads ``phase[i % sh, j % sw][oh + i//sh,
-ow + j//sw]``: a fixed offset ``off = (i//sh)*P + j//sw`` from the output pixel's own position,
-*if the output is laid out with the same pitch P*.  So with the output plane flattened at pitch P
+ow + j//sw]``: a fixed offset ``(i//sh)*P + j//sw`` from the output pixel's own position, *if the
+output is laid out with the same pitch P*.  So with the output plane flattened at pitch P
 (``P - Wo`` spare columns per row, dropped at the end), one tap over a whole plane is
 
     out[q] (+)= w * phase_flat[q + off]          for q in 0 .. Ho*P - 1
 
 one contiguous loop with no padding test and no stride in it, which LLVM vectorises.  At 14x14 /
 stride 2 this is one loop of 63 per tap instead of 7 loops of 7.  A real output pixel only ever
-reads its own plane (oh + i//sh < rows), so planes can be stacked ``length`` apart and one loop can
-cover several images; the spare columns read whatever follows and are dropped.  Readers must
-allow ``P`` values of slack after the last plane (``off`` reaches up to ``P`` past it).
+reads its own plane (oh + i//sh < rows), so the planes of several images can be stacked ``plen``
+apart and one loop can cover them all; spare columns read whatever follows and are dropped.
+Each phase plane gets ``P`` values of slack at its end, as offsets reach up to ``P`` past it.
 
-``from_phases`` is the adjoint (used by backward passes): it reads the plane back out of
-gradient phase planes, dropping the padding positions.
+Buffer layout: one flat array of ``sh*sw`` phase planes, each ``stride`` values long (the stacked
+images plus slack); phase (a, b) starts at ``(a*sw + b) * stride``.  The copy in (``scatter``) and
+out (``gather``, for gradients) goes through a table of where each input pixel lands, computed
+once per call with NumPy: the per-pixel index arithmetic (divisions by the stride) would otherwise
+dominate these short loops.  Padding positions are never written by ``scatter``, so a buffer that
+starts at zero keeps its zero padding across planes.
 """
+import numpy as np
 from numba import njit
 
 
-@njit(cache=True)
-def to_phases(plane, ph, pw, sh, sw, P, out):
-    """Copy an (H, W) plane, zero-padded by (ph, pw), into ``out`` (sh, sw, >= rows*P) phase planes,
-    whose padding positions must already be zero."""
-    H, W = plane.shape
-    for r in range(H):
-        a, base = (r + ph) % sh, ((r + ph) // sh) * P
-        if sw == 1:              # the common case as a row copy (a runtime stride would not vectorise)
-            out[a, 0, base + pw:base + pw + W] = plane[r]
-            continue
-        for b in range(sw):      # columns c = c0, c0 + sw, ... land in phase b at consecutive places
-            c0 = (b - pw) % sw
-            dst, src = out[a, b, base + (c0 + pw) // sw:], plane[r, c0:]
-            if sw == 2:          # a constant stride compiles to tighter code than a variable one
-                for t in range((W - c0 + 1) // 2):
-                    dst[t] = src[2 * t]
-            else:
-                for t in range((W - c0 + sw - 1) // sw):
-                    dst[t] = src[t * sw]
+def geometry(H, W, stride, padding):
+    """(P, plen): the row pitch and the length of one image's phase plane (``rows * P``)."""
+    (sh, sw), (ph, pw) = stride, padding
+    P = -(-(W + 2 * pw) // sw)
+    return P, -(-(H + 2 * ph) // sh) * P
+
+
+def table(H, W, stride, padding, plane_stride):
+    """Flat position, in a buffer of phase planes ``plane_stride`` apart, of each pixel of an (H, W)
+    plane (row-major), for the image at offset 0."""
+    (sh, sw), (ph, pw) = stride, padding
+    P = geometry(H, W, stride, padding)[0]
+    r, c = np.arange(H)[:, None] + ph, np.arange(W)[None, :] + pw
+    return (((r % sh) * sw + c % sw) * plane_stride + (r // sh) * P + c // sw).reshape(-1).astype(np.int64)
+
+
+def taps(kh, kw, stride, P, plane_stride):
+    """Start of tap (i, j)'s read window, ``i*kw + j`` order: its phase plane plus its offset."""
+    sh, sw = stride
+    i, j = np.arange(kh)[:, None], np.arange(kw)[None, :]
+    return (((i % sh) * sw + j % sw) * plane_stride + (i // sh) * P + j // sw).reshape(-1).astype(np.int64)
 
 
 @njit(cache=True)
-def from_phases(dphase, ph, pw, sh, sw, P, plane):
-    """The adjoint of ``to_phases``: read an (H, W) plane back; padding positions are dropped."""
-    H, W = plane.shape
-    for r in range(H):
-        a, base = (r + ph) % sh, ((r + ph) // sh) * P
-        if sw == 1:
-            plane[r] = dphase[a, 0, base + pw:base + pw + W]
-            continue
-        for b in range(sw):
-            c0 = (b - pw) % sw
-            src, dst = dphase[a, b, base + (c0 + pw) // sw:], plane[r, c0:]
-            if sw == 2:
-                for t in range((W - c0 + 1) // 2):
-                    dst[2 * t] = src[t]
-            else:
-                for t in range((W - c0 + sw - 1) // sw):
-                    dst[t * sw] = src[t]
+def scatter(plane, where, out, o0):
+    """out[where[k] + o0] = plane[k]: copy a flattened image plane into its phase planes."""
+    for k in range(plane.shape[0]):
+        out[where[k] + o0] = plane[k]
 
 
 @njit(cache=True)
-def phase_geometry(H, W, sh, sw, ph, pw):
-    """Pitch P (values per phase row) and length (values per phase plane) for an (H, W) input."""
-    P = (W + 2 * pw + sw - 1) // sw
-    return P, ((H + 2 * ph + sh - 1) // sh) * P
+def gather(dphase, where, plane, o0):
+    """plane[k] = dphase[where[k] + o0]: the adjoint read-back; padding positions are dropped."""
+    for k in range(plane.shape[0]):
+        plane[k] = dphase[where[k] + o0]
