@@ -24,9 +24,14 @@ Two paths compute (1), selected by ``npmobilenet.ops.backend.fast()``:
 * plain NumPy (``_forward_plain`` / ``_backward_plain``): im2col by a strided window view, one
   batched ``matmul`` over all groups at once (depthwise included: no Python loop over channels),
   col2im as a loop over the ``kh*kw`` kernel offsets.  This is the path the lessons read.
-* fast (``_forward_fast`` / ``_backward_fast``): a 1x1 conv is a matmul on ``x`` itself; depthwise
-  runs as direct Numba loops (``kernels/depthwise.py``); everything else is a Numba im2col /
-  col2im (``kernels/im2col.py``) around BLAS matmuls.
+* fast (``_forward_fast`` / ``_backward_fast``): a 1x1 conv is a matmul on ``x`` itself (no
+  im2col); depthwise runs as direct Numba loops (``kernels/depthwise.py``); everything else is a
+  Numba im2col / col2im (``kernels/im2col.py``) around BLAS matmuls, a few images at a time so
+  the columns stay in cache.  Both kernels read the input through *phase planes*
+  (``kernels/phases.py``), which make each kernel tap one unit-stride loop over a whole plane.
+
+The backward pass recomputes ``X_col`` from the cached ``x`` rather than keeping it: it is
+``kh*kw`` times larger than ``x``.
 """
 from __future__ import annotations
 
@@ -218,7 +223,7 @@ def _kind(x_shape, w_shape, padding, groups, method="auto"):
     return "im2col"
 
 
-_CHUNK = 1 << 20   # values of im2col columns per batch chunk (4 MB in float32): stays in cache
+_CHUNK = 1 << 20   # im2col values per batch chunk (4 MB in float32): written and read back in cache
 
 
 def _forward_fast(x, w, stride, padding, groups, out_hw, method="auto"):
