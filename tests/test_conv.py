@@ -432,6 +432,13 @@ def test_torch_parity_float32():
                 assert_close(db, bt.grad.numpy(), 1e-5)
 
 
+def test_layer_benchmark_runs(capsys):
+    from npmobilenet.bench import layers
+    assert layers.main(["--quick", "--no-torch", "--repeats", "1", "--min-time", "0", "--only", "pw 1x1"]) == 0
+    out = capsys.readouterr().out
+    assert "pw 1x1 240->80 @28" in out and "fast" in out and "plain" in out and "dw 3x3" not in out
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("path", PATHS)
 @pytest.mark.parametrize("k", [1, 3, 5])

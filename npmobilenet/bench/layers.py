@@ -28,13 +28,14 @@ from ..ops import backend, conv  # noqa: E402
 
 
 _clock = time.perf_counter
+_min_seconds = 0.3
 
 
-def _median_time(fn, repeats, min_seconds=0.3):
+def _median_time(fn, repeats):
     fn()                                         # warm-up (JIT compile, caches, allocator)
     fn()
     times = []
-    while len(times) < repeats or (sum(times) < min_seconds and len(times) < 10 * repeats):
+    while len(times) < repeats or (sum(times) < _min_seconds and len(times) < 10 * repeats):
         t = _clock()
         fn()
         times.append(_clock() - t)
@@ -140,12 +141,16 @@ def main(argv=None):
     p.add_argument("--threads", type=int, default=2, help="threads for Numba, BLAS and torch")
     p.add_argument("--quick", action="store_true", help="batch 4 instead of 16 (a smoke run)")
     p.add_argument("--no-torch", action="store_true", help="skip the torch comparison")
+    p.add_argument("--only", default="", help="time only the layers whose name contains this text")
+    p.add_argument("--min-time", type=float, default=0.3,
+                   help="keep repeating (up to 10x --repeats) until this many seconds are timed")
     p.add_argument("--timer", choices=("wall", "cpu"), default="wall",
                    help="wall clock (default), or this process's CPU time: steadier on a busy machine, "
                         "comparable across paths only with --threads 1")
     a = p.parse_args(argv)
-    global _clock
+    global _clock, _min_seconds
     _clock = time.process_time if a.timer == "cpu" else time.perf_counter
+    _min_seconds = a.min_time
     import numba
     numba.set_num_threads(min(a.threads, numba.config.NUMBA_NUM_THREADS))
     torch = None
@@ -167,6 +172,8 @@ def main(argv=None):
              ("pw 1x1 240->80 @28", (n, 240, 28, 28), 80, 1, 1, 1, False)]
     results = {}
     for name, shape, out_ch, k, s, g, per_channel in cases:
+        if a.only not in name:
+            continue
         x, w, dy = _conv_arrays(shape, out_ch, k, s, g)
         results[name] = _time_conv(x, w, dy, s, g, a.repeats, torch, per_channel)
         _print_rows(name, results[name])
@@ -177,7 +184,7 @@ def main(argv=None):
         from ..ops.batchnorm import BatchNorm2d
     except ImportError as e:
         print(f"(BN and hardswish skipped: {e})")
-    else:
+    else:                        # the same 16x240x28x28 activation an expanded V3 block carries
         def torch_bn(t):
             wt, bt = t.ones(240, requires_grad=True), t.zeros(240, requires_grad=True)
             return (lambda xt: t.nn.functional.batch_norm(xt, t.zeros(240), t.ones(240), wt, bt,
@@ -186,6 +193,8 @@ def main(argv=None):
         for name, make, mt in (("bn 240 @28 (train)", lambda: BatchNorm2d(240), torch_bn),
                                ("hardswish 240 @28", Hardswish,
                                 lambda t: (t.nn.functional.hardswish, ()))):
+            if a.only not in name:
+                continue
             results[name] = _time_module(make, mt, x, dy, a.repeats, torch)
             _print_rows(name, results[name])
     _report_targets(results)
@@ -196,6 +205,8 @@ def _report_targets(results):
     print("\ntargets:")
     checks = []
     for name in ("dw 3x3/s1 72 @56", "dw 5x5/s2 672 @14"):
+        if name not in results:
+            continue
         r = results[name]
         for i, pas in enumerate(("forward", "backward")):
             if "torch" in r:
@@ -204,7 +215,7 @@ def _report_targets(results):
             sp = r["per-channel numpy"][i] / r["fast"][i]
             checks.append((f"{name} {pas}: >= 20x per-channel numpy", sp >= 20, f"{sp:.0f}x faster"))
     for name, limit in (("pw 1x1 240->80 @28", 1.25), ("stem 3x3/s2 3->16 @224", 3.0)):
-        r = results[name]
+        r = results.get(name, {})
         if "torch" in r:
             for i, pas in enumerate(("forward", "backward")):
                 ratio = r["fast"][i] / r["torch"][i]
