@@ -17,6 +17,7 @@ COMMANDS = {
     "train": ("npmobilenet.commands.train", "train a MobileNet on the packaged digits or your image folder (CPU)"),
     "evaluate": ("npmobilenet.commands.evaluate", "test accuracy and confusion matrix of a trained model"),
     "convert": ("npmobilenet.commands.convert", "convert weights between .npz, .safetensors, .pth and torchvision's layout"),
+    "bench": ("npmobilenet.commands.bench", "benchmarks: layers, whole models against PyTorch CPU, per-layer profile"),
 }
 
 USER_ERRORS = (ValueError, TypeError, KeyError, FileNotFoundError, IsADirectoryError,
