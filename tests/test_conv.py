@@ -234,6 +234,21 @@ def test_im2col_batch_chunks_give_the_same_result(monkeypatch, groups):
         assert_close(a, r, 1e-12)
 
 
+@pytest.mark.parametrize("path", PATHS)
+@pytest.mark.parametrize("groups,k", [(1, 3), (6, 3), (1, 1), (2, 5)])
+def test_non_contiguous_input_gives_the_same_result(groups, k, path):
+    rng = np.random.default_rng(14)
+    x_t = rng.standard_normal((9, 8, 6, 2)).transpose(3, 2, 1, 0)        # a (2, 6, 8, 9) strided view
+    w = rng.standard_normal((6, 6 // groups, k, k))
+    with on(path):
+        y, cache = conv2d_forward(x_t, w, None, 2, None, groups)
+        y_c, cache_c = conv2d_forward(np.ascontiguousarray(x_t), w, None, 2, None, groups)
+        dy = rng.standard_normal(y.shape)
+        for a, b in zip(conv2d_backward(dy, cache)[:2], conv2d_backward(dy, cache_c)[:2]):
+            assert np.array_equal(a, b)
+    assert np.array_equal(y, y_c)
+
+
 def test_thread_count_does_not_change_results():
     numba = pytest.importorskip("numba")
     most = min(2, numba.config.NUMBA_NUM_THREADS)

@@ -143,7 +143,7 @@ def depthwise_backward_fast(dy, x, w, stride, padding):
     N, C, H, W = x.shape
     where, taps, P, plen, nb, nphase = _layout(x.shape, w.shape, stride, padding)
     blocks = -(-N // nb)
-    dx = np.empty_like(x)
+    dx = np.empty(x.shape, dtype=x.dtype)       # C order: the kernel writes through a reshape
     dw_b = np.empty((blocks, w.shape[0], w.shape[2] * w.shape[3]), dtype=x.dtype)
     run_chunks(depthwise_backward, C * blocks, np.ascontiguousarray(x).reshape(N * C, H * W),
                np.ascontiguousarray(w).reshape(w.shape[0], -1),

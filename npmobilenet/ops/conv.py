@@ -268,12 +268,12 @@ def _backward_fast(dy, cache, method="auto"):
         dxs = np.matmul(Wg.swapaxes(-1, -2), dY).reshape(N, C, Ho, Wo)
         if stride == (1, 1):
             return dxs, dw.reshape(w.shape)
-        dx = np.zeros_like(x)    # pixels a strided 1x1 conv skips get no gradient
+        dx = np.zeros(x.shape, x.dtype)    # pixels a strided 1x1 conv skips get no gradient
         dx[:, :, ::stride[0], ::stride[1]] = dxs
         return dx, dw.reshape(w.shape)
     P = i2c.pitch(x.shape, stride, padding)
     nb = max(1, min(N, _CHUNK // (C * w.shape[2] * w.shape[3] * Ho * P)))
-    dx = np.empty_like(x)
+    dx = np.empty(x.shape, x.dtype)
     dw = np.zeros(Wg.shape, dtype=x.dtype)
     dYp = np.zeros((nb, O, Ho, P), dtype=x.dtype)              # dy at pitch P; spare columns stay 0
     dcols = np.empty((nb, G, Wg.shape[2], Ho * P), dtype=x.dtype)
