@@ -135,10 +135,13 @@ class Plan:
     num_features: int = 0
     total_stride: int = 1
 
-    def describe(self, img_size=224):
-        """Rows of (name, label, timm string, in -> mid -> out, stride, input and output resolution)."""
+    def describe(self, img_size=224, in_chans=3):
+        """Rows of (name, label, timm string, in -> mid -> out, stride, input and output resolution).
+
+        The labels and resolutions are derived (``table.label``, ceil(H / stride)), never typed.
+        """
         res = math.ceil(img_size / self.stem_stride)
-        rows = [("conv_stem", "Conv", "", f"{None} -> {self.stem_size}", self.stem_stride, img_size, res)]
+        rows = [("conv_stem", "Conv", "", f"{in_chans} -> {self.stem_size}", self.stem_stride, img_size, res)]
         for stage in self.stages:
             for b in stage:
                 out = math.ceil(res / b.stride)
