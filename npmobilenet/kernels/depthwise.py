@@ -38,7 +38,7 @@ def _dot(a, b):
 
 
 @njit(cache=True, nogil=True, fastmath={"contract"})
-def depthwise_forward(x, w, y, where, taps, out_where, P, plen, nb, nphase, start, stop):
+def depthwise_forward(x, w, y, where, run, taps, out_where, out_run, P, plen, nb, nphase, start, stop):
     """y[n, co, oh, ow] = sum_ij w[co, i, j] * x_pad[n, co // m, oh*sh + i, ow*sw + j].
 
     x: (N*C, H*W) image planes; w: (C*m, kh*kw); y: (N*C*m, Ho*Wo); ``where``/``taps``/P/plen:
@@ -59,7 +59,7 @@ def depthwise_forward(x, w, y, where, taps, out_where, P, plen, nb, nphase, star
         n1 = min(N, n0 + nb)
         L = (n1 - n0 - 1) * plen + L1
         for n in range(n0, n1):
-            scatter(x[n * C + co // m], where, phase, (n - n0) * plen)
+            scatter(x[n * C + co // m], where, run, phase, (n - n0) * plen)
         acc[:L] = 0
         for t in range(taps.shape[0]):
             wv = w[co, t]
@@ -67,11 +67,12 @@ def depthwise_forward(x, w, y, where, taps, out_where, P, plen, nb, nphase, star
             for q in range(L):           # index by the loop variable alone, or LLVM will not vectorise
                 acc[q] += wv * src[q]
         for n in range(n0, n1):
-            gather(acc, out_where, y[n * Co + co], (n - n0) * plen)
+            gather(acc, out_where, out_run, y[n * Co + co], (n - n0) * plen)
 
 
 @njit(cache=True, nogil=True, fastmath={"contract"})
-def depthwise_backward(x, w, dy, dx, dw_b, where, taps, out_where, P, plen, nb, nphase, start, stop):
+def depthwise_backward(x, w, dy, dx, dw_b, where, run, taps, out_where, out_run, P, plen, nb, nphase,
+                       start, stop):
     """dx and the per-block weight gradients of ``depthwise_forward``, in one pass over dy.
 
     dx[n, ci, ih, iw] = sum_{co of ci} sum_{oh*sh+i-ph = ih, ow*sw+j-pw = iw} w[co, i, j] dy[n, co, oh, ow]
@@ -95,12 +96,12 @@ def depthwise_backward(x, w, dy, dx, dw_b, where, taps, out_where, P, plen, nb, 
         n1 = min(N, n0 + nb)
         L = (n1 - n0 - 1) * plen + L1
         for n in range(n0, n1):
-            scatter(x[n * C + ci], where, phase, (n - n0) * plen)
+            scatter(x[n * C + ci], where, run, phase, (n - n0) * plen)
         dphase[:] = 0
         for k in range(m):
             co = ci * m + k
             for n in range(n0, n1):
-                scatter(dy[n * Co + co], out_where, g, (n - n0) * plen)
+                scatter(dy[n * Co + co], out_where, out_run, g, (n - n0) * plen)
             for t in range(taps.shape[0]):
                 wv = w[co, t]
                 dst = dphase[taps[t]:taps[t] + L]
@@ -108,7 +109,7 @@ def depthwise_backward(x, w, dy, dx, dw_b, where, taps, out_where, P, plen, nb, 
                     dst[q] += wv * g[q]
                 dw_b[blk, co, t] = _dot(g[:L], phase[taps[t]:taps[t] + L])
         for n in range(n0, n1):
-            gather(dphase, where, dx[n * C + ci], (n - n0) * plen)
+            gather(dphase, where, run, dx[n * C + ci], (n - n0) * plen)
 
 
 def _layout(x_shape, w_shape, stride, padding):
@@ -118,7 +119,7 @@ def _layout(x_shape, w_shape, stride, padding):
     nphase = stride[0] * stride[1]
     nb = max(1, min(N, 4096 // (plen * nphase)))
     plane_stride = nb * plen + P
-    return (phases.table(H, W, stride, padding, plane_stride),
+    return (phases.table(H, W, stride, padding, plane_stride), phases.run_length(W, stride),
             phases.taps(w_shape[2], w_shape[3], stride, P, plane_stride), P, plen, nb, nphase)
 
 
@@ -130,23 +131,25 @@ def _out_where(out_hw, P):
 def depthwise_forward_fast(x, w, stride, padding, out_hw):
     """Wrapper: x (N, C, H, W), w (C*m, 1, kh, kw) -> y (N, C*m, Ho, Wo)."""
     N, C, H, W = x.shape
-    where, taps, P, plen, nb, nphase = _layout(x.shape, w.shape, stride, padding)
+    where, run, taps, P, plen, nb, nphase = _layout(x.shape, w.shape, stride, padding)
     y = np.empty((N, w.shape[0]) + tuple(out_hw), dtype=x.dtype)
     run_chunks(depthwise_forward, w.shape[0] * -(-N // nb), np.ascontiguousarray(x).reshape(N * C, H * W),
                np.ascontiguousarray(w).reshape(w.shape[0], -1), y.reshape(y.shape[0] * y.shape[1], -1),
-               where, taps, _out_where(out_hw, P), P, plen, nb, nphase, work=x.size + y.size)
+               where, run, taps, _out_where(out_hw, P), phases.run_length(out_hw[1]), P, plen, nb, nphase,
+               work=x.size + y.size)
     return y
 
 
 def depthwise_backward_fast(dy, x, w, stride, padding):
     """Wrapper: returns (dx, dw) with the shapes of x and w."""
     N, C, H, W = x.shape
-    where, taps, P, plen, nb, nphase = _layout(x.shape, w.shape, stride, padding)
+    where, run, taps, P, plen, nb, nphase = _layout(x.shape, w.shape, stride, padding)
     blocks = -(-N // nb)
     dx = np.empty(x.shape, dtype=x.dtype)       # C order: the kernel writes through a reshape
     dw_b = np.empty((blocks, w.shape[0], w.shape[2] * w.shape[3]), dtype=x.dtype)
     run_chunks(depthwise_backward, C * blocks, np.ascontiguousarray(x).reshape(N * C, H * W),
                np.ascontiguousarray(w).reshape(w.shape[0], -1),
                np.ascontiguousarray(dy).reshape(dy.shape[0] * dy.shape[1], -1), dx.reshape(N * C, H * W),
-               dw_b, where, taps, _out_where(dy.shape[2:], P), P, plen, nb, nphase, work=x.size + dy.size)
+               dw_b, where, run, taps, _out_where(dy.shape[2:], P), phases.run_length(dy.shape[3]), P, plen,
+               nb, nphase, work=x.size + dy.size)
     return dx, dw_b.sum(axis=0).reshape(w.shape)

@@ -25,7 +25,7 @@ from .threads import run_chunks
 
 
 @njit(cache=True, nogil=True)
-def im2col(x, cols, where, taps, P, Ho, plane_stride, nphase, start, stop):
+def im2col(x, cols, where, run, taps, P, Ho, plane_stride, nphase, start, stop):
     """Fill the rows of ``cols`` (N, C*kh*kw, Ho*P) that come from image planes
     ``start <= n*C + c < stop`` of ``x`` (N*C, H*W), through one image's phase planes."""
     N, T, L = cols.shape[0], taps.shape[0], Ho * P
@@ -33,13 +33,13 @@ def im2col(x, cols, where, taps, P, Ho, plane_stride, nphase, start, stop):
     phase = np.zeros(nphase * plane_stride, dtype=x.dtype)   # padding positions stay zero
     for p in range(start, stop):
         n, c = p // C, p % C
-        scatter(x[p], where, phase, 0)
+        scatter(x[p], where, run, phase, 0)
         for t in range(T):
             cols[n, c * T + t, :] = phase[taps[t]:taps[t] + L]
 
 
 @njit(cache=True, nogil=True)
-def col2im(dcols, dx, where, taps, P, Ho, plane_stride, nphase, start, stop):
+def col2im(dcols, dx, where, run, taps, P, Ho, plane_stride, nphase, start, stop):
     """Overwrite image planes ``start <= n*C + c < stop`` of ``dx`` (N*C, H*W) with the sum of the
     ``dcols`` (N, C*kh*kw, Ho*P) entries read from each pixel.  Entries read from the padding, and
     the spare columns (which must be zero), have no pixel and are dropped."""
@@ -53,7 +53,7 @@ def col2im(dcols, dx, where, taps, P, Ho, plane_stride, nphase, start, stop):
             dst, src = dphase[taps[t]:taps[t] + L], dcols[n, c * T + t]
             for q in range(L):           # index by the loop variable alone, so LLVM vectorises
                 dst[q] += src[q]
-        gather(dphase, where, dx[p], 0)
+        gather(dphase, where, run, dx[p], 0)
 
 
 def pitch(x_shape, stride, padding):
@@ -62,18 +62,19 @@ def pitch(x_shape, stride, padding):
 
 
 def _layout(x_shape, kh, kw, stride, padding):
-    """(where, taps, P, plane_stride, nphase): the phase layout of one image (``phases.py``)."""
+    """(where, run, taps, P, plane_stride, nphase): the phase layout of one image (``phases.py``)."""
     P, plen = phases.geometry(x_shape[2], x_shape[3], stride, padding)
     return (phases.table(x_shape[2], x_shape[3], stride, padding, plen + P),
-            phases.taps(kh, kw, stride, P, plen + P), P, plen + P, stride[0] * stride[1])
+            phases.run_length(x_shape[3], stride), phases.taps(kh, kw, stride, P, plen + P), P, plen + P,
+            stride[0] * stride[1])
 
 
 def im2col_fast(x, kh, kw, stride, padding, Ho):
     """Wrapper: allocate and fill ``cols`` (N, C*kh*kw, Ho*P), dtype of x."""
     N, C, H, W = x.shape
-    where, taps, P, plane_stride, nphase = _layout(x.shape, kh, kw, stride, padding)
+    where, run, taps, P, plane_stride, nphase = _layout(x.shape, kh, kw, stride, padding)
     cols = np.empty((N, C * kh * kw, Ho * P), dtype=x.dtype)
-    run_chunks(im2col, N * C, np.ascontiguousarray(x).reshape(N * C, H * W), cols, where, taps, P, Ho,
+    run_chunks(im2col, N * C, np.ascontiguousarray(x).reshape(N * C, H * W), cols, where, run, taps, P, Ho,
                plane_stride, nphase, work=cols.size)
     return cols
 
@@ -81,8 +82,8 @@ def im2col_fast(x, kh, kw, stride, padding, Ho):
 def col2im_fast(dcols, x_shape, kh, kw, stride, padding, Ho):
     """Wrapper: the adjoint of ``im2col_fast``; ``dcols`` (N, C*kh*kw, Ho*P) -> dx of ``x_shape``."""
     N, C, H, W = x_shape
-    where, taps, P, plane_stride, nphase = _layout(x_shape, kh, kw, stride, padding)
+    where, run, taps, P, plane_stride, nphase = _layout(x_shape, kh, kw, stride, padding)
     dx = np.empty(x_shape, dtype=dcols.dtype)
-    run_chunks(col2im, N * C, np.ascontiguousarray(dcols), dx.reshape(N * C, H * W), where, taps, P, Ho,
+    run_chunks(col2im, N * C, np.ascontiguousarray(dcols), dx.reshape(N * C, H * W), where, run, taps, P, Ho,
                plane_stride, nphase, work=dcols.size)
     return dx
