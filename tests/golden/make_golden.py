@@ -89,13 +89,35 @@ def key_shapes(model):
             if not k.endswith("num_batches_tracked")]
 
 
+class ExactHardsigmoid(torch.nn.Module):
+    """relu6(x + 3) / 6 with an exact float64 gradient.
+
+    torch 2.14's hardsigmoid backward multiplies by 1/6 rounded to float32 (0.16666667163...), a
+    3e-8 relative error in float64 that would show up in every squeeze-excite gradient.  The
+    forward values are identical to ``F.hardsigmoid``'s.
+    """
+
+    def forward(self, x):
+        return torch.clamp(x + 3.0, 0.0, 6.0) / 6.0
+
+
+def exact_hardsigmoid(model):
+    for parent in list(model.modules()):
+        for child_name, child in parent.named_children():
+            if isinstance(child, torch.nn.Hardsigmoid):
+                setattr(parent, child_name, ExactHardsigmoid())
+    return model
+
+
 def filled(name):
     model, how = build(name)
+    exact_hardsigmoid(model)
+    model.double()  # before loading: load_state_dict copies into the existing (float32) tensors
     state = fill_state(key_shapes(model), FILL_SEED)
     missing, unexpected = model.load_state_dict(
         {k: torch.from_numpy(v) for k, v in state.items()}, strict=False)
     assert not unexpected and all(k.endswith("num_batches_tracked") for k in missing), (missing, unexpected)
-    return model.double(), how
+    return model, how
 
 
 def check_healthy(name, what, logits):
