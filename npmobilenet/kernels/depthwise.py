@@ -37,6 +37,8 @@ def _dot(a, b):
     return s
 
 
+# fastmath "contract" only fuses a*b + c into one FMA (one rounding instead of two); it does not
+# reorder sums, so results stay independent of vector width and thread count.
 @njit(cache=True, nogil=True, fastmath={"contract"})
 def depthwise_forward(x, w, y, where, run, taps, out_where, out_run, P, plen, nb, nphase, start, stop):
     """y[n, co, oh, ow] = sum_ij w[co, i, j] * x_pad[n, co // m, oh*sh + i, ow*sw + j].
