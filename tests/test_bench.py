@@ -1,4 +1,4 @@
-"""The benchmark tools: per-layer profile rows add up, the cost helpers agree with ``summary()``,
+"""The benchmark tools: per-layer profile rows add up to the step and their MAdds to ``summary()``'s,
 the memory probes see a known allocation, and the ``bench`` command runs end to end."""
 import json
 import time
@@ -9,35 +9,6 @@ import pytest
 from npmobilenet import create_model, summary
 from npmobilenet.bench import models, profile
 from npmobilenet.cli import main
-
-
-@pytest.fixture(scope="module")
-def small():
-    return create_model("mobilenetv3_small_050", num_classes=10, seed=0)
-
-
-def test_core_madds_equals_summary(small):
-    x = np.zeros((1, 3, 64, 64), np.float32)
-    assert profile.core_madds(small, x) == summary(small, (3, 64, 64)).total_madds
-
-
-def test_activation_bytes_count_caches_but_not_weights(small):
-    v2 = create_model("mobilenetv2_050", num_classes=10, seed=0)
-    x = np.ones((1, 3, 64, 64), np.float32)
-    # summary()'s memory column measures the same arrays (the weights a cache refers to excluded).
-    assert profile.activation_bytes(v2, x) == summary(v2, (3, 64, 64)).total_activation_bytes
-    one = profile.activation_bytes(small, x)
-    two = profile.activation_bytes(small, np.ones((2, 3, 64, 64), np.float32))
-    assert 1.95 * one < two <= 2 * one          # the BN per-channel vectors do not scale
-
-
-def test_activation_bytes_restore_state(small):
-    before = small.state_dict()
-    small.eval()
-    profile.activation_bytes(small, np.ones((2, 3, 32, 32), np.float32) * 5)
-    assert not small.training
-    after = small.state_dict()
-    assert all(np.array_equal(before[k], after[k]) for k in before)
 
 
 @pytest.mark.parametrize("train", [False, True])
@@ -124,3 +95,14 @@ def test_bench_layers_passes_its_options_through(capsys):
         main(["bench", "layers", "--help"])
     assert e.value.code == 0
     assert "--quick" in capsys.readouterr().out
+
+
+def test_measure_without_torch(monkeypatch):
+    """One line of the model table, npmobilenet alone, on a small stand-in line."""
+    monkeypatch.setitem(models.LINES, "train-32", ("train", 32, 4, 10))
+    row = models.measure("mobilenetv3_small_050", "train-32", None, repeats=1)
+    assert row["torch_ms"] is None and row["ratio"] is None and row["np_ms"] > 0
+    assert row["madds_per_image"] == summary(create_model("mobilenetv3_small_050", num_classes=10),
+                                             (3, 32, 32)).total_madds
+    assert row["np_tracemalloc_mib"] > 0 and row["predicted_mib"] > 0
+    assert row["np_gflops"] == pytest.approx(6 * row["madds_per_image"] * 4 / row["np_ms"] / 1e6)

@@ -33,8 +33,8 @@ before it:
     rss           peak resident memory (VmHWM, reset via /proc/self/clear_refs) minus resident
                   memory before the step, after ``malloc_trim`` has returned freed heap pages to
                   the system: the same measure for both engines (Linux with glibc; else absent)
-    predicted     ``summary()``'s activation memory: the arrays every layer keeps for backward
-                  after a train-mode forward (``profile.activation_bytes``, at the line's batch)
+    predicted     ``summary()``'s activation memory (the arrays the layers keep for backward, at
+                  batch 1) times the batch
 
 ``--startup`` also times two fresh processes that import npmobilenet and run one training step
 and one eval forward of each model at 64x64, batch 2: the first with an empty Numba cache (every
@@ -192,13 +192,14 @@ def tracemalloc_peak(fn):
 # ---- one line -----------------------------------------------------------------------------------
 def measure(name, line, torch, repeats, memory=True):
     """The row of one (model, line): times, ratio, GFLOP/s and memory of both engines."""
-    from .profile import activation_bytes, core_madds
+    from ..count import summary
     kind, size, batch, classes = LINES[line]
     ours = Ours(name, kind, classes)
     rng = np.random.default_rng(0)
     x = rng.standard_normal((batch, 3, size, size), dtype=np.float32)
     labels = rng.integers(0, classes, batch)
-    madds = core_madds(ours.model, x[:1])
+    s = summary(ours.model, (3, size, size))
+    madds = s.total_madds
     row = dict(model=name, line=line, kind=kind, size=size, batch=batch, classes=classes,
                madds_per_image=madds, predicted_mib=None, max_rel_diff=None)
     fns = [lambda: ours.run(x, labels)]
@@ -226,7 +227,7 @@ def measure(name, line, torch, repeats, memory=True):
     row["cpu_ratio"] = cpus[0] / cpus[1] if len(cpus) == 2 and cpus[1] > 0 else None
     row["np_tracemalloc_mib"] = None
     if kind == "train" and memory:
-        row["predicted_mib"] = activation_bytes(ours.model, x) / MiB
+        row["predicted_mib"] = s.total_activation_bytes * batch / MiB
         row["np_tracemalloc_mib"] = tracemalloc_peak(fns[0]) / MiB
         for e, f in zip(("np", "torch"), fns):
             r = rss_peak_delta(f)

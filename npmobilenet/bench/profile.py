@@ -45,7 +45,7 @@ import time
 
 import numpy as np
 
-from ..count import _cache_bytes, _layer_madds
+from ..count import _layer_madds
 
 _ACTIVATIONS = ("ReLU", "ReLU6", "Hardsigmoid", "Hardswish", "GELU", "Identity")
 
@@ -186,42 +186,6 @@ def _kinds(layers, train):
         if not train:
             k["bwd_ms"] = None
     return sorted(out.values(), key=lambda k: -k["total_ms"])
-
-
-def activation_bytes(model, x):
-    """Bytes the modules keep for backward after a train-mode forward of ``x``: the distinct arrays
-    in every module's cache, leaves and containers alike, except the parameters and buffers (a
-    cache that refers to the weights costs no memory of its own).  The model's state and mode are
-    restored."""
-    state, was_training = model.state_dict(), model.training
-    try:
-        model.train().forward(x)
-        seen = set()
-        _cache_bytes(list(model.parameters().values()) + list(model.buffers().values()), seen)
-        return sum(_cache_bytes(m.__dict__.get("cache"), seen) for m in model.modules())
-    finally:
-        model.load_state_dict(state)
-        model.train(was_training)
-
-
-def core_madds(model, x):
-    """Core MAdds (``summary()``'s count) of one forward of ``x``, from the shapes each module sees."""
-    shapes = {}
-    mods = list(model.named_modules())
-    for name, m in mods:
-        def hooked(inp, _n=name, _f=m.forward):
-            y = _f(inp)
-            shapes[_n] = (np.shape(inp), np.shape(y) if isinstance(y, np.ndarray) else ())
-            return y
-        object.__setattr__(m, "forward", hooked)
-    was_training = model.training
-    try:
-        model.eval().forward(x)
-    finally:
-        for _, m in mods:
-            m.__dict__.pop("forward", None)
-        model.train(was_training)
-    return sum(_madds(m, *shapes[n]) for n, m in mods if n in shapes)
 
 
 # ---- printing and files -----------------------------------------------------------------------
