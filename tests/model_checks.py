@@ -11,9 +11,9 @@ with a kink records which linear piece each of its inputs falls in (a checksum o
 ids), per model forward.  Each direction's two evaluations (+h, −h) are the last forwards of the
 run, in the report's row order, so a row whose two region checksums differ crossed a kink.
 Such rows are inconclusive; their tensors are checked again with new random directions (only
-those tensors, through ``_Only``), and, when a tensor keeps crossing (a pre-activation sits within
-~h of a kink at this input), at a new input, until every tensor has a kink-free draw.  Every
-kink-free row must pass; any failure is an AssertionError carrying the report.
+those tensors, through ``_Only``), and, when a tensor keeps crossing, at a new input and finally
+with h/10 (G4 step 2), until every tensor has a kink-free draw.  Every kink-free row must pass;
+any failure is an AssertionError carrying the report.
 """
 import zlib
 from contextlib import contextmanager
@@ -75,43 +75,49 @@ class _Only(Module):
         return {k: g[k] for k in self.names}
 
 
-def _run(target, model, x, seed):
+def _run(target, model, x, seed, h):
     with activation_regions(model) as calls:
-        report = gradcheck(target, x, mode="directional", seed=seed)
+        report = gradcheck(target, x, mode="directional", seed=seed, h=h)
     n = len(report.rows)
     assert len(calls) == 2 + 2 * n, "gradcheck's evaluation order changed; update directional_check"
     crossed = [calls[2 + 2 * i] != calls[3 + 2 * i] for i in range(n)]
     return report, crossed
 
 
-def directional_check(model, draw_input, draws=4, inputs=3):
-    """G3 for a whole model, with G4's redraws on kink crossings.  Returns the first report.
+def directional_check(model, draw_input, draws=4, inputs=3, steps=(1e-5, 1e-6)):
+    """G3 for a whole model, with G4's redraws on kink crossings.  Returns (first report, {tensor: h}).
 
     ``draw_input(k)`` gives the k-th input.  Tensors whose direction crossed a kink get new random
     directions (up to ``draws`` per input); a tensor that keeps crossing sits on a pre-activation
-    within ~h of a kink at this input, so the input is redrawn (up to ``inputs`` inputs).  Each
-    tensor needs one kink-free direction that passes.  Raises AssertionError (with the report) if a
-    kink-free direction fails the pass rule, or if a tensor crossed a kink in every draw.
+    within ~h of a kink, so the input is redrawn (up to ``inputs`` inputs).  In a large network
+    (a million activations) the h = 1e-5 steps of the first layers' tensors cross some kink more
+    often than not; those tensors are then checked at h/10 (G4 step 2), again only along kink-free
+    directions.  Each tensor needs one kink-free direction that passes; the second value returned
+    says at which h.  Raises AssertionError (with the report) if a kink-free direction fails the
+    pass rule, or if a tensor crossed a kink in every draw at every step.
     """
-    first, pending, seed = None, None, 0
-    for k in range(inputs):
-        x = draw_input(k)
-        target = model if pending is None or "all parameters" in pending else _only(model, pending)
-        for _ in range(draws):
-            report, crossed = _run(target, model, x, seed)
-            seed += 1
-            first = first or report
-            failed = [r["name"] for r, c in zip(report.rows, crossed) if not c and not r["passed"]]
-            assert not failed, f"kink-free directions failed: {failed}\n{report}"
-            pending = set() if pending is None else pending
-            for r, c in zip(report.rows, crossed):
-                if r["name"] == "all parameters" and target is not model:
-                    continue  # over a subset only: says nothing about the full direction
-                (pending.add if c else pending.discard)(r["name"])
-            if not pending:
-                return first
-            # Redraw: the whole model if the all-parameter direction is still open, else only the open tensors.
-            target = model if "all parameters" in pending else _only(model, pending)
+    first, pending, seed, verified = None, None, 0, {}
+    for h in steps:
+        for k in range(inputs):
+            x = draw_input(k)
+            for _ in range(draws):
+                target = model if pending is None or "all parameters" in pending else _only(model, pending)
+                report, crossed = _run(target, model, x, seed, h)
+                seed += 1
+                first = first or report
+                failed = [r["name"] for r, c in zip(report.rows, crossed) if not c and not r["passed"]]
+                assert not failed, f"kink-free directions failed at h={h:g}: {failed}\n{report}"
+                pending = set() if pending is None else pending
+                for r, c in zip(report.rows, crossed):
+                    if r["name"] == "all parameters" and target is not model:
+                        continue  # over a subset only: says nothing about the full direction
+                    if c:
+                        pending.add(r["name"])
+                    else:
+                        pending.discard(r["name"])
+                        verified.setdefault(r["name"], h)
+                if not pending:
+                    return first, verified
     raise AssertionError(f"{sorted(pending)} crossed an activation kink in every direction drawn\n{first}")
 
 
