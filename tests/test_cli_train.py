@@ -13,8 +13,8 @@ from npmobilenet.cli import main
 from npmobilenet.data import load_digits
 from npmobilenet.train.loop import Trainer
 
-QUICK = ["--model", "mobilenetv3_small_050", "--epochs", "1", "--limit-batches", "2", "--batch-size", "16",
-         "--threads", "2"]
+QUICK = ["--model", "mobilenetv3_small_050", "--size", "32", "--epochs", "1", "--limit-batches", "2",
+         "--batch-size", "16", "--threads", "2"]
 
 
 @pytest.fixture(scope="module")

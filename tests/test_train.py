@@ -185,13 +185,23 @@ def test_checkpoint_of_another_model_is_refused(folder, straight):
         TrainingCheckpoint(straight.out).restore(no_ema.model, no_ema.optimizer, None)
 
 
+def test_overfits_one_batch(folder):
+    # the classic sanity check of a training loop: the loss of one repeated batch must collapse
+    t = Trainer(tiny(folder, optimizer="adamw", lr=3e-3, drop_rate=0.0, ema=0.0, label_smoothing=0.0,
+                     warmup_epochs=0, augment=False, epochs=50), None, tty=False)
+    x, y = next(iter(t.train_loader.epoch(0)))
+    losses = [t.train_step(x, y)[0] for _ in range(25)]
+    assert losses[-1] < 0.1 * losses[0], losses
+    assert t.train_step(x, y)[1] == len(y)        # every image of the batch right
+
+
 # ---- pieces ----------------------------------------------------------------------------------
 
 def test_config_validation_and_round_trip():
     c = TrainConfig(optimizer="adamw", lr=None)
     assert c.learning_rate == 2e-3 and c.decay == 0.05
     assert TrainConfig.from_dict(json.loads(json.dumps(c.to_dict()))) == c
-    assert TrainConfig().differences(TrainConfig(size=48)) == [("size", 32, 48)]
+    assert TrainConfig().differences(TrainConfig(size=48)) == [("size", 64, 48)]
     for bad in (dict(epochs=0), dict(optimizer="lbfgs"), dict(lr=-1.0), dict(ema=1.0), dict(warmup_epochs=-1),
                 dict(size=1.5), dict(label_smoothing=1.0)):
         with pytest.raises(ValueError, match="TrainConfig"):

@@ -3,6 +3,7 @@
     npmobilenet bench layers [...]          per-layer fast vs plain vs PyTorch (npmobilenet.bench.layers)
     npmobilenet bench models [...]          whole models against PyTorch CPU (npmobilenet.bench.models)
     npmobilenet bench profile MODEL [...]   per-layer time, MAdds and GFLOP/s (npmobilenet.bench.profile)
+    npmobilenet bench train [...]           the default training run against PyTorch (npmobilenet.bench.train_step)
 
 Each has its own ``--help``.
 """
@@ -15,6 +16,9 @@ def add_arguments(p):
     layers = sub.add_parser("layers", help="layer timings: fast path, plain path and PyTorch",
                             add_help=False, prefix_chars="+")
     layers.add_argument("argv", nargs="*", help="options of npmobilenet.bench.layers")
+    train = sub.add_parser("train", help="the default training run: step time and a whole run against PyTorch",
+                           add_help=False, prefix_chars="+")
+    train.add_argument("argv", nargs="*", help="options of npmobilenet.bench.train_step")
     from ..bench import models, profile
     models.add_arguments(sub.add_parser("models", help="whole models against PyTorch CPU, side by side",
                                         description=models.__doc__.split("\n\n")[0]))
@@ -26,6 +30,9 @@ def run(args):
     if args.bench == "layers":
         from ..bench import layers
         return layers.main(args.argv)
+    if args.bench == "train":
+        from ..bench import train_step
+        return train_step.main(args.argv)
     if args.bench == "models":
         from ..bench import models
         return models.run(args)

@@ -45,9 +45,9 @@ class TrainConfig:
     model: str = "mobilenetv3_small_050"
     width: float | None = None
     small_input: bool = False
-    drop_rate: float = 0.0
+    drop_rate: float = 0.2
     dataset: str = "digits"
-    size: int = 32
+    size: int = 64
     augment: bool = True
     epochs: int = 15
     batch_size: int = 64
@@ -58,7 +58,7 @@ class TrainConfig:
     schedule: str = "cosine"
     warmup_epochs: float = 1.0
     label_smoothing: float = 0.1
-    ema: float = 0.0
+    ema: float = 0.995
     seed: int = 0
 
     def __post_init__(self):
