@@ -13,6 +13,8 @@ import sys
 # they are imported only when their command runs, so ``npmobilenet --help`` is instant.
 COMMANDS = {
     "tour": ("npmobilenet.commands.tour", "build a block, run it forward and backward, check its gradients"),
+    "summary": ("npmobilenet.commands.summary", "per-layer parameters, MAdds and training memory of a model"),
+    "gradcheck": ("npmobilenet.commands.gradcheck", "check a whole model's gradients against finite differences"),
     "predict": ("npmobilenet.commands.predict", "classify images with a model and its weights (top-5, ImageNet names)"),
     "train": ("npmobilenet.commands.train", "train a MobileNet on the packaged digits or your image folder (CPU)"),
     "evaluate": ("npmobilenet.commands.evaluate", "test accuracy and confusion matrix of a trained model"),

@@ -396,7 +396,7 @@ def _block_labels(model):
     plan = getattr(model, "plan", None)
     if plan is None:
         return {}
-    labels = {f"blocks.{i}": f"stage {i}" for i in range(len(plan.stages))}
+    labels = {"blocks": f"{len(plan.stages)} stages", **{f"blocks.{i}": f"stage {i}" for i in range(len(plan.stages))}}
     labels.update({b.name: b.label for stage in plan.stages for b in stage})
     return labels
 
