@@ -115,11 +115,14 @@ def trainer_threads():
 
 
 def torch_run(trainer):
-    """Train the torch twin with the trainer's recipe on the same batches; (test accuracy, seconds)."""
+    """Train the torch twin with the trainer's recipe on the same batches, with the same weight
+    average (TF's warm-up rule, as ``ModelEma``); returns (test accuracy, training seconds)."""
     import torch
 
     model, opt, crit = torch_twin(trainer)
-    sched = build_schedule(trainer.config, trainer.steps_per_epoch)
+    torch.set_num_threads(trainer_threads())
+    sched, decay = build_schedule(trainer.config, trainer.steps_per_epoch), trainer.config.ema
+    ema = {k: v.detach().clone() for k, v in model.state_dict().items()} if decay else None
     t0, step = time.perf_counter(), 0
     for e in range(trainer.config.epochs):
         model.train()
@@ -129,8 +132,16 @@ def torch_run(trainer):
             opt.zero_grad(set_to_none=True)
             crit(model(torch.from_numpy(x)), torch.from_numpy(y)).backward()
             opt.step()
+            if ema is not None:
+                d = min(decay, (1 + step) / (10 + step))
+                with torch.no_grad():
+                    for k, v in model.state_dict().items():
+                        if v.is_floating_point():
+                            ema[k].mul_(d).add_(v, alpha=1 - d)
             step += 1
     seconds = time.perf_counter() - t0
+    if ema is not None:
+        model.load_state_dict(ema)
     model.eval()
     with torch.no_grad():
         correct = sum(int((model(torch.from_numpy(x)).argmax(1).numpy() == y).sum()) for x, y in trainer.test_loader)
@@ -154,7 +165,8 @@ def main(argv=None):
                       optimizer="sgd", epochs=args.epochs or d.epochs)
     print(f"{cfg.model} at {cfg.size}x{cfg.size}{' (small input)' if cfg.small_input else ''}, batch "
           f"{cfg.batch_size}, sgd, {args.threads} threads; median of {args.steps} steps")
-    res, version = bench_steps(Trainer(cfg, None), args.steps)
+    # no dropout in the timed steps, so the two first losses must agree (the masks would differ)
+    res, version = bench_steps(Trainer(cfg.replace(drop_rate=0.0), None), args.steps)
     for name in ("npmobilenet", "torch"):
         if name in res:
             wall, cpu, loss = res[name]
@@ -167,6 +179,8 @@ def main(argv=None):
     else:
         print("  (torch not importable: no comparison)")
     if args.epochs:
+        print(f"the whole default recipe ({cfg.epochs} epochs, dropout {cfg.drop_rate}, EMA {cfg.ema}), "
+              "same batches in both; times are of the training steps only")
         ours = Trainer(cfg, None, tty=False)
         ours.fit()
         secs = sum(r["seconds"] for r in ours.history)
