@@ -49,7 +49,9 @@ def _from_training_checkpoint(path):
     if lines:
         raise CheckpointError(f"{ckpt.path} does not fit {config.model}; nothing was loaded:\n  " + "\n  ".join(lines))
     model.load_state_dict(weights)
-    return model, config, f"epoch {ckpt.meta.get('epoch')}, batch {ckpt.meta.get('batch')}, {which}"
+    epoch, batch = int(ckpt.meta.get("epoch", 0)), int(ckpt.meta.get("batch", 0))
+    where = f"after epoch {epoch}" if not batch else f"{batch} batches into epoch {epoch + 1}"
+    return model, config, f"{where}, {which}"
 
 
 def _from_weights(path):
@@ -62,7 +64,7 @@ def _from_weights(path):
         raise ValueError(f"{path} was not written by npmobilenet train (its manifest has no training settings), "
                          "so its test split is unknown; evaluate a run folder or checkpoint.npz")
     model = load(path)
-    return model, TrainConfig.from_dict(meta["train_config"]), f"epoch {meta.get('epoch')}, saved weights"
+    return model, TrainConfig.from_dict(meta["train_config"]), f"after epoch {meta.get('epoch')}, saved weights"
 
 
 def load_for_evaluation(path):
