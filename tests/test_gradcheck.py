@@ -137,3 +137,10 @@ def test_parameterless_module_is_checked():
 
     x = np.random.default_rng(4).standard_normal((2, 3))
     assert gradcheck(Square(), x).passed
+
+
+def test_exactly_zero_gradient_passes_only_when_matched():
+    zero = np.zeros(4)
+    assert_grad_close(zero, zero)  # no 0/0 warning: 0 == 0 passes
+    with pytest.raises(AssertionError):
+        assert_grad_close(np.array([0.0, 1e-300, 0.0, 0.0]), zero)
