@@ -72,7 +72,7 @@ def _worst(a, n, floor):
     bound = RTOL * (np.abs(a) + np.abs(n)) + floor
     # a gradient that is exactly zero everywhere (an output that sees only padding) has bound 0;
     # then only an exact match passes
-    ratio = np.divide(diff, bound, out=np.where(diff > 0, np.inf, 0.0), where=bound > 0)
+    ratio = np.divide(diff, bound, out=np.where(diff == 0, 0.0, np.inf), where=bound > 0)
     i = int(np.argmax(ratio)) if ratio.size else 0
     return (float(ratio.reshape(-1)[i]) if ratio.size else 0.0), i
 
