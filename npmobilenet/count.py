@@ -219,7 +219,7 @@ class Summary:
         self.model_name, self.input_size, self.rows = model_name, tuple(input_size), rows
         self.total_params = int(total_params)
         self.total_madds = int(sum(r["madds"] for r in rows))
-        self.attention_madds = int(sum(r["madds"] for r in rows if r["kind"].startswith("attention")))
+        self.attention_madds = int(sum(r["madds"] for r in rows if r.get("kind", "").startswith("attention")))
         self.total_activation_bytes = int(sum(r["activation_bytes"] for r in rows))
         self.elementwise = elementwise
         self.modules, self.published, self.labels = modules or {}, list(published), labels or {}
@@ -235,7 +235,7 @@ class Summary:
             g = groups.get(key)
             if g is None:
                 op, xs, ys = self.modules.get(key, (r["op"], r["input_shape"], r["output_shape"]))
-                kind = self.labels.get(key) or (r["kind"] if key == r["name"] else op)
+                kind = self.labels.get(key) or (r.get("kind", op) if key == r["name"] else op)
                 groups[key] = dict(name=key, op=op, kind=kind, input_shape=xs, output_shape=ys,
                                    params=r["params"], madds=r["madds"], activation_bytes=r["activation_bytes"],
                                    layers=1)
@@ -248,7 +248,7 @@ class Summary:
     def to_string(self, depth=None):
         rows = self.rows if depth is None else self.grouped(depth)
         w = max([len(r["name"]) for r in rows] + [5])
-        kw = max([len(r["kind"]) for r in rows] + [4])
+        kw = max([len(r.get("kind", r["op"])) for r in rows] + [4])
         shape = lambda s: "x".join(str(d) for d in s)  # noqa: E731
         sw = max([len(shape(r["input_shape"])) for r in rows] + [len(shape(r["output_shape"])) for r in rows] + [6])
         res = "x".join(str(d) for d in self.input_size[1:])
@@ -263,7 +263,7 @@ class Summary:
         for r in rows:
             cum += r["madds"]
             pct = 100.0 * r["madds"] / self.total_madds if self.total_madds else 0.0
-            lines.append(f"{r['name']:<{w}}  {r['kind']:<{kw}}  {shape(r['input_shape']):>{sw}}  "
+            lines.append(f"{r['name']:<{w}}  {r.get('kind', r['op']):<{kw}}  {shape(r['input_shape']):>{sw}}  "
                          f"{shape(r['output_shape']):>{sw}} {r['params']:>11,} {r['madds']:>14,} {pct:>6.2f} "
                          f"{cum:>14,} {_mib(r['activation_bytes']):>10}")
         lines.append("-" * len(cols))
@@ -396,7 +396,8 @@ def _block_labels(model):
     plan = getattr(model, "plan", None)
     if plan is None:
         return {}
-    labels = {"blocks": f"{len(plan.stages)} stages", **{f"blocks.{i}": f"stage {i}" for i in range(len(plan.stages))}}
+    labels = {"blocks": f"{len(plan.stages)} stages"}
+    labels.update({f"blocks.{i}": f"stage {i}" for i in range(len(plan.stages))})
     labels.update({b.name: b.label for stage in plan.stages for b in stage})
     return labels
 

@@ -43,7 +43,8 @@ def add_arguments(p):
     p.add_argument("--small-input", action="store_true",
                    help="total stride 8 instead of 32 (the stem and first strided block at stride 1)")
     p.add_argument("--draws", type=int, default=4, help="directions drawn at each h after kink crossings (default 4)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0,
+                   help="seeds the initialisation, the perturbation, the input and the directions (default 0)")
 
 
 def prepare(model, rng):

@@ -14,8 +14,8 @@ published rounded figures beside this model's.
 def add_arguments(p):
     p.add_argument("model", help="model name or alias (see npmobilenet.list_models())")
     p.add_argument("--size", type=int, default=None,
-                   help="input height and width (default: the resolution the paper reports the model at, "
-                        "224 for V1-V3 and 224/256/384 for MobileNetV4 Conv-S/M/L and Hybrid-M/L; else 224)")
+                   help="input height and width (default: the papers' resolution: MobileNetV4 Conv-S 224, "
+                        "Conv-M and Hybrid-M 256, Conv-L and Hybrid-L 384; otherwise 224)")
     p.add_argument("--in-chans", type=int, default=3, help="input channels (default 3)")
     p.add_argument("--num-classes", type=int, default=1000, help="classifier outputs (default 1000)")
     p.add_argument("--width", type=float, default=None, help="width multiplier (default: the model's)")
