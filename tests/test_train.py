@@ -195,6 +195,20 @@ def test_overfits_one_batch(folder):
     assert t.train_step(x, y)[1] == len(y)        # every image of the batch right
 
 
+def test_width_and_small_input_survive_saving(tmp_path):
+    # the weights file must rebuild the same network: model.config records the create_model arguments
+    import npmobilenet
+    from npmobilenet.train.loop import build_model
+
+    m = build_model(TrainConfig(width=0.35, small_input=True, drop_rate=0.2), num_classes=3)
+    assert m.plan.total_stride == 8 and m.num_classes == 3
+    npmobilenet.save(m, tmp_path / "m.npz")
+    again = npmobilenet.load(tmp_path / "m.npz")
+    assert again.plan.total_stride == 8 and again.dropout.p == 0.2
+    for k, v in m.state_dict().items():
+        np.testing.assert_array_equal(again.state_dict()[k], v, err_msg=k)
+
+
 # ---- pieces ----------------------------------------------------------------------------------
 
 def test_config_validation_and_round_trip():
