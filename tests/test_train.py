@@ -178,7 +178,8 @@ def test_weights_file_is_not_a_training_checkpoint(straight):
 
 def test_checkpoint_of_another_model_is_refused(folder, straight):
     other = Trainer(tiny(folder, model="mobilenetv3_small_075"), None, tty=False)
-    with pytest.raises(CheckpointError, match=r"(?s)holds a mobilenetv3_small_050, not a mobilenetv3_small_075.*shape.*more differences"):
+    with pytest.raises(CheckpointError,
+                       match=r"(?s)holds a mobilenetv3_small_050, not a mobilenetv3_small_075.*shape.*more differences"):
         TrainingCheckpoint(straight.out).restore(other.model, other.optimizer, other.ema)
     no_ema = Trainer(tiny(folder, ema=0.0), None, tty=False)
     with pytest.raises(CheckpointError, match="weight average"):

@@ -78,7 +78,8 @@ def load_for_evaluation(path):
             return _from_training_checkpoint(path)
         if os.path.exists(os.path.join(path, "model.npz")):
             return _from_weights(os.path.join(path, "model.npz"))
-        raise FileNotFoundError(f"{path} holds no checkpoint.npz or model.npz (is it a run folder of npmobilenet train?)")
+        raise FileNotFoundError(f"{path} holds no checkpoint.npz or model.npz "
+                                "(is it a run folder of npmobilenet train?)")
     try:
         return _from_training_checkpoint(path)
     except CheckpointError as e:

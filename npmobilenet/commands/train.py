@@ -39,7 +39,8 @@ def add_arguments(p):
     g.add_argument("--small-input", action=argparse.BooleanOptionalAction, default=None,
                    help="stem and first strided block at stride 1 (total stride 8), for small images: "
                         "4x the activations and about 4x the time (default off)")
-    g.add_argument("--drop-rate", type=float, metavar="P", help=f"dropout before the classifier (default {D.drop_rate})")
+    g.add_argument("--drop-rate", type=float, metavar="P",
+                   help=f"dropout before the classifier (default {D.drop_rate})")
     g = p.add_argument_group("data")
     g.add_argument("--dataset", metavar="digits|PATH",
                    help="'digits' (packaged, offline) or a folder with one sub-folder of images per class "

@@ -57,7 +57,8 @@ def make_loaders(config, in_chans=3):
         x_te, y_te = data.images[test_idx], data.labels[test_idx]
         classes = data.classes
     if x_tr.shape[1] != in_chans:
-        raise ValueError(f"--dataset {config.dataset}: images have {x_tr.shape[1]} channels, the model takes {in_chans}")
+        raise ValueError(f"--dataset {config.dataset}: images have {x_tr.shape[1]} channels, "
+                         f"the model takes {in_chans}")
     mean, std = channel_stats(x_tr)
     std = std.clip(min=1e-3)   # a constant channel (blank images) must not divide by zero
     aug = RandomShiftScale(config.size / 16, (0.9, 1.1)) if config.augment else None

@@ -137,7 +137,8 @@ class Trainer:
             config = config.replace(epochs=epochs)
         meta = ckpt.meta
         if meta.get("epoch", 0) > config.epochs:
-            raise ValueError(f"{ckpt.path} has already trained {meta['epoch']} epochs; --epochs {config.epochs} is fewer")
+            raise ValueError(f"{ckpt.path} has already trained {meta['epoch']} epochs; "
+                             f"--epochs {config.epochs} is fewer")
         trainer = cls(config, out if out is not None else os.path.dirname(os.path.abspath(ckpt.path)), **kw)
         ckpt.restore(trainer.model, trainer.optimizer, trainer.ema)
         trainer.epoch, trainer.batch, trainer.step = int(meta["epoch"]), int(meta["batch"]), int(meta["step"])
