@@ -293,6 +293,13 @@ def test_progress_bar_tty_and_log_styles():
     bar.update(2, 150.0, loss=0.25, acc=0.5)
     assert "\r" in term.getvalue() and "[##########..........] 2/4" in term.getvalue()
     assert "loss 0.25" in term.getvalue() and "acc 50.0%" in term.getvalue() and "150 img/s" in term.getvalue()
+    bar.note("evaluating...")
+    assert term.getvalue().endswith("evaluating...\033[K")
+    bar.close("summary")
+    assert term.getvalue().endswith("\repoch 1/3  summary\033[K\n")
+    quiet = io.StringIO()
+    EpochProgress(1, 3, total=4, stream=quiet, tty=False).note("evaluating...")
+    assert quiet.getvalue() == ""
     assert format_seconds(75.3) == "1:15" and format_seconds(3725) == "1:02:05"
 
 

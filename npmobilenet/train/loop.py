@@ -184,6 +184,7 @@ class Trainer:
                 raise KeyboardInterrupt
         if not _finite(list(self.model.parameters().values()) + list(self.model.buffers().values())):
             raise self._diverged("the weights or BatchNorm statistics")
+        bar.note("evaluating...")
         record = self._end_epoch_record()
         self.history.append(record)
         self.epoch, self.batch, self.partial = e + 1, 0, self._new_partial()

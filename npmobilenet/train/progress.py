@@ -68,6 +68,11 @@ class EpochProgress:
         return (f"{self.prefix} [{'#' * fill}{'.' * (self.width - fill)}] {self.done:>{len(str(self.total))}}/"
                 f"{self.total}  {self._stats_text(self.stats)}{rate}  {format_seconds(elapsed)}<{format_seconds(eta)}")
 
+    def note(self, text):
+        """Show ``text`` after the bar (e.g. while the epoch is being evaluated); terminal only."""
+        if self.tty:
+            self._write("\r" + self._bar_line() + f"  {text}\033[K")
+
     def close(self, summary):
         """End the epoch with its one-line ``summary`` (replacing the bar on a terminal)."""
         self._write(("\r" if self.tty else "") + f"{self.prefix}  {summary}" + ("\033[K" if self.tty else "") + "\n")
