@@ -52,6 +52,11 @@ def main(argv=None):
         msg = e.args[0] if isinstance(e, KeyError) and e.args else e
         print(f"npmobilenet {args.command}: error: {msg}", file=sys.stderr)
         return 2
+    except BrokenPipeError:
+        # the reader went away (`npmobilenet summary X | head`): stop quietly, as Unix tools do
+        import os
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except KeyboardInterrupt:
         print(f"npmobilenet {args.command}: interrupted", file=sys.stderr)
         return 130
