@@ -84,41 +84,58 @@ def _run(target, model, x, seed, h):
     return report, crossed
 
 
-def directional_check(model, draw_input, draws=4, inputs=3, steps=(1e-5, 1e-6)):
-    """G3 for a whole model, with G4's redraws on kink crossings.  Returns (first report, {tensor: h}).
+def directional_check(model, draw_input, draws=4, inputs=3, steps=(1e-5, 1e-6, 1e-7)):
+    """G3 for a whole model, with G4's redraws.  Returns (first report, {tensor: h it passed at}).
 
-    ``draw_input(k)`` gives the k-th input.  Tensors whose direction crossed a kink get new random
-    directions (up to ``draws`` per input); a tensor that keeps crossing sits on a pre-activation
-    within ~h of a kink, so the input is redrawn (up to ``inputs`` inputs).  In a large network
-    (a million activations) the h = 1e-5 steps of the first layers' tensors cross some kink more
-    often than not; those tensors are then checked at h/10 (G4 step 2), again only along kink-free
-    directions.  Each tensor needs one kink-free direction that passes; the second value returned
-    says at which h.  Raises AssertionError (with the report) if a kink-free direction fails the
-    pass rule, or if a tensor crossed a kink in every draw at every step.
+    ``draw_input(k)`` gives the k-th input.  A tensor whose direction crossed a kink gets new random
+    directions (up to ``draws`` per input), then new inputs (up to ``inputs``): some pre-activation
+    may sit within ~h of a kink.  In a large network (a million activations) the steps of the first
+    layers' tensors cross some kink more often than not, so a tensor still open after every draw
+    is checked with h/10, then h/100 (G4 step 2).  The same goes for a tensor that fails along a
+    kink-free direction: a training-mode MNv4 (BN over 8 values per channel after the 1x1 stages)
+    is so curved that the O(h^2) truncation error at h = 1e-5 can exceed the tolerance; it falls
+    100x per step, while a wrong gradient keeps its error at every h.  Rounding stays far below the
+    tolerance down to h = 1e-7 (eps |L| / (h |<grad, u>|) ~ 1e-10 for these losses).
+
+    Each tensor needs one kink-free direction that passes the G3 rule.  Raises AssertionError
+    naming every tensor that never did (with its kink-free failures and the first report).
     """
-    first, pending, seed, verified = None, None, 0, {}
+    first, pending, seed, verified, failures = None, None, 0, {}, {}
     for h in steps:
+        deferred = set()  # failed along a kink-free direction at this h: try the next h
         for k in range(inputs):
+            if pending is not None and not pending:
+                break
             x = draw_input(k)
             for _ in range(draws):
+                if pending is not None and not pending:
+                    break
                 target = model if pending is None or "all parameters" in pending else _only(model, pending)
                 report, crossed = _run(target, model, x, seed, h)
                 seed += 1
                 first = first or report
-                failed = [r["name"] for r, c in zip(report.rows, crossed) if not c and not r["passed"]]
-                assert not failed, f"kink-free directions failed at h={h:g}: {failed}\n{report}"
                 pending = set() if pending is None else pending
                 for r, c in zip(report.rows, crossed):
-                    if r["name"] == "all parameters" and target is not model:
+                    name = r["name"]
+                    if name == "all parameters" and target is not model:
                         continue  # over a subset only: says nothing about the full direction
                     if c:
-                        pending.add(r["name"])
+                        pending.add(name)
+                    elif r["passed"]:
+                        pending.discard(name)
+                        verified.setdefault(name, h)
                     else:
-                        pending.discard(r["name"])
-                        verified.setdefault(r["name"], h)
-                if not pending:
-                    return first, verified
-    raise AssertionError(f"{sorted(pending)} crossed an activation kink in every direction drawn\n{first}")
+                        failures.setdefault(name, []).append(f"h={h:g}: rel error {r['rel_error']:.2e}, "
+                                                             f"err/bound {r['ratio']:.3g}")
+                        pending.discard(name)
+                        deferred.add(name)
+        pending = (pending or set()) | (deferred - set(verified))
+        if not pending:
+            return first, verified
+    lines = [f"  {n}: " + ("; ".join(failures[n]) if n in failures else "crossed a kink in every draw")
+             for n in sorted(pending)]
+    raise AssertionError("gradient not verified along any kink-free direction:\n" + "\n".join(lines)
+                         + f"\n{first}")
 
 
 def _only(model, pending):
