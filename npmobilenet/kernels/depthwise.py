@@ -23,7 +23,7 @@ over the blocks outside), so nothing races and the result does not depend on the
 import numpy as np
 from numba import njit
 
-from . import phases
+from . import buffers, phases
 from .phases import gather, scatter
 from .threads import run_chunks
 
@@ -140,7 +140,7 @@ def depthwise_forward_fast(x, w, stride, padding, out_hw):
     """Wrapper: x (N, C, H, W), w (C*m, 1, kh, kw) -> y (N, C*m, Ho, Wo)."""
     N, C, H, W = x.shape
     where, run, taps, P, plen, nb, nphase = _layout(x.shape, w.shape, stride, padding)
-    y = np.empty((N, w.shape[0]) + tuple(out_hw), dtype=x.dtype)
+    y = buffers.empty((N, w.shape[0]) + tuple(out_hw), x.dtype)
     run_chunks(depthwise_forward, w.shape[0] * -(-N // nb), np.ascontiguousarray(x).reshape(N * C, H * W),
                np.ascontiguousarray(w).reshape(w.shape[0], -1), y.reshape(y.shape[0] * y.shape[1], -1),
                where, run, taps, _out_where(out_hw, P), phases.run_length(out_hw[1]), P, plen, nb, nphase,
@@ -153,7 +153,7 @@ def depthwise_backward_fast(dy, x, w, stride, padding):
     N, C, H, W = x.shape
     where, run, taps, P, plen, nb, nphase = _layout(x.shape, w.shape, stride, padding)
     blocks = -(-N // nb)
-    dx = np.empty(x.shape, dtype=x.dtype)       # C order: the kernel writes through a reshape
+    dx = buffers.empty(x.shape, x.dtype)        # C order: the kernel writes through a reshape
     dw_b = np.empty((blocks, w.shape[0], w.shape[2] * w.shape[3]), dtype=x.dtype)
     run_chunks(depthwise_backward, C * blocks, np.ascontiguousarray(x).reshape(N * C, H * W),
                np.ascontiguousarray(w).reshape(w.shape[0], -1),

@@ -19,7 +19,7 @@ ranges in parallel; no two ranges write the same plane, so there are no races.
 import numpy as np
 from numba import njit
 
-from . import phases
+from . import buffers, phases
 from .phases import gather, scatter
 from .threads import run_chunks
 
@@ -83,7 +83,7 @@ def col2im_fast(dcols, x_shape, kh, kw, stride, padding, Ho):
     """Wrapper: the adjoint of ``im2col_fast``; ``dcols`` (N, C*kh*kw, Ho*P) -> dx of ``x_shape``."""
     N, C, H, W = x_shape
     where, run, taps, P, plane_stride, nphase = _layout(x_shape, kh, kw, stride, padding)
-    dx = np.empty(x_shape, dtype=dcols.dtype)
+    dx = buffers.empty(x_shape, dcols.dtype)
     run_chunks(col2im, N * C, np.ascontiguousarray(dcols), dx.reshape(N * C, H * W), where, run, taps, P, Ho,
                plane_stride, nphase, work=dcols.size)
     return dx

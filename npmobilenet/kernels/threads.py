@@ -1,40 +1,147 @@
-"""Run a Numba kernel over a range of image planes on several threads.
+"""Run work on several threads: Numba kernels over ranges of image planes, and BLAS products.
 
-The kernels are compiled ``nogil=True`` and take a ``[start, stop)`` range of planes, so plain
-Python threads run them truly in parallel.  This costs no compile time, where a ``prange`` loop
-(``parallel=True``) adds seconds of compilation per kernel and dtype for the same speed-up on a
-few cores.  The thread count is Numba's (``numba.set_num_threads`` / ``NUMBA_NUM_THREADS``).
-Every plane is written by exactly one thread, so the result never depends on the thread count.
+The Numba kernels are compiled ``nogil=True`` and take a ``[start, stop)`` range of planes, and
+NumPy's ``matmul`` releases the GIL inside the BLAS, so plain Python threads run both truly in
+parallel.  This costs no compile time, where a ``prange`` loop (``parallel=True``) adds seconds
+of compilation per kernel and dtype for the same speed-up on a few cores.
+
+**One pool for everything, and a single-threaded BLAS.**  OpenBLAS has threads of its own, and
+after each product they spin, waiting for the next one, for up to ~0.1 s: on a 2-core machine
+they then compete with the Numba kernels that follow for the same cores.  On a machine shared
+with other processes it is far worse: measured with 13 runnable processes on 2 cores, a 1x1 conv
+(16x960x7x7 -> 160) took 230 ms with OpenBLAS on 2 threads and 3 ms on 1.  So the BLAS is set to
+one thread (``blas_single_thread``) and ``matmul`` splits a product over this pool instead, by
+images or by output rows, like every other kernel.  Idle pool threads sleep; they never spin.
+
+**The caller works too, and the parts are dealt out on demand.**  ``run_parts`` cuts the work in
+a few parts per thread; the calling thread and the pool threads take the next part from a shared
+counter until none is left.  A thread that gets no core (a busy machine) takes fewer parts instead
+of holding the others up, and if no pool thread gets to run at all the caller does every part
+itself: it then waits only for parts already started, never for a thread to be scheduled.
+Every part writes its own slice of the output, so results do not depend on the thread count.
+
+The thread count is Numba's (``numba.set_num_threads`` / ``NUMBA_NUM_THREADS``); ``set_num_threads``
+sets it.  Work below ``MIN_PARALLEL_WORK`` values (``MIN_PARALLEL_MADDS`` for a product) runs on
+the calling thread alone: handing it out costs more than it saves (waking a thread, and the GIL
+between the parts), and a parallel depthwise kernel on tiny tensors was measured 30x slower than
+serial on a busy machine.  Measured on a loaded 2-core machine, a MobileNetV4-Conv-Small forward
+at batch 1 took 37 ms on 2 threads with a threshold of 64 Ki values, 33 ms with 256 Ki and 32 ms
+with 1 Mi (32 ms on 1 thread); a quiet machine favours the lower ones, hence 256 Ki.
 """
+import itertools
+import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import numba
+import numpy as np
 
+MIN_PARALLEL_WORK = 1 << 18   # values touched (~0.1 ms of memory traffic); below this, one thread
 _pool = None
+_blas_done = False
 
 
 def num_threads():
     return numba.get_num_threads()
 
 
-MIN_PARALLEL_WORK = 1 << 16   # below this many values touched, handing work to threads costs more
+def set_num_threads(n):
+    """Use ``n`` threads (capped at ``NUMBA_NUM_THREADS``, default the core count); returns the count."""
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
+        raise ValueError(f"set_num_threads: n must be a positive int, got {n!r}")
+    n = min(int(n), numba.config.NUMBA_NUM_THREADS)
+    numba.set_num_threads(n)
+    blas_single_thread()
+    return n
+
+
+def blas_single_thread():
+    """Limit NumPy's BLAS to one thread (once per process; see the module docstring for why)."""
+    global _blas_done
+    if not _blas_done:
+        from ..train.threads import set_blas_threads
+        set_blas_threads(1)
+        _blas_done = True
+
+
+class _Job:
+    """Parts 0 .. parts-1 of one call, handed out by a shared counter (``next`` is atomic under the GIL)."""
+
+    def __init__(self, fn, parts):
+        self.fn, self.parts, self.counter = fn, parts, itertools.count()
+        self.left, self.lock, self.done, self.error = parts, threading.Lock(), threading.Event(), None
+
+    def work(self):
+        for t in self.counter:
+            if t >= self.parts:
+                return
+            try:
+                self.fn(t)
+            except BaseException as e:      # re-raised in the calling thread
+                self.error = e
+            with self.lock:
+                self.left -= 1
+                if self.left == 0:
+                    self.done.set()
+
+
+def run_parts(fn, parts, threads=None):
+    """Call ``fn(t)`` for t in range(parts) on up to ``threads`` threads, the caller included."""
+    global _pool
+    threads = min(parts, num_threads() if threads is None else threads)
+    if threads <= 1:
+        for t in range(parts):
+            fn(t)
+        return
+    blas_single_thread()
+    if _pool is None or _pool._max_workers < threads - 1:
+        _pool = ThreadPoolExecutor(max_workers=threads - 1, thread_name_prefix="npmobilenet")
+    job = _Job(fn, parts)
+    for _ in range(threads - 1):
+        _pool.submit(job.work)
+    job.work()
+    job.done.wait()
+    if job.error is not None:
+        raise job.error
 
 
 def run_chunks(kernel, total, *args, work=None):
     """Call ``kernel(*args, start, stop)`` over contiguous parts of range(total), in parallel.
 
-    A few parts per thread, taken from a queue, so a thread that gets less CPU (a busy machine)
-    does fewer parts instead of holding everyone up.  ``work`` (values touched) below
-    ``MIN_PARALLEL_WORK`` runs on the calling thread alone.
+    Four parts per thread.  ``work`` (values touched) below ``MIN_PARALLEL_WORK`` runs on the
+    calling thread alone.
     """
-    global _pool
     threads = num_threads() if work is None or work >= MIN_PARALLEL_WORK else 1
     parts = max(1, min(total, 4 * threads if threads > 1 else 1))
-    bounds = [total * t // parts for t in range(parts + 1)]
     if parts == 1:
         kernel(*args, 0, total)
         return
-    if _pool is None or _pool._max_workers != threads:
-        _pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="npmobilenet")
-    for f in [_pool.submit(kernel, *args, bounds[t], bounds[t + 1]) for t in range(parts)]:
-        f.result()
+    bounds = [total * t // parts for t in range(parts + 1)]
+    run_parts(lambda t: kernel(*args, bounds[t], bounds[t + 1]), parts, threads)
+
+
+MIN_PARALLEL_MADDS = 1 << 23  # multiply-adds; a smaller product (~0.1 ms) runs as one BLAS call
+MATMUL_PARTS = 8
+
+
+def matmul(a, b, out):
+    """``np.matmul(a, b, out=out)`` split over the threads; returns ``out``.
+
+    Parts are slices of the leading (batch) axis of ``b`` and ``out`` when it has at least two
+    entries, else slices of the output rows (axis -2 of ``a`` and ``out``).  ``a`` must not have
+    more dimensions than ``b`` (a weight matrix, or a stack of them, broadcast over a batch).
+    The parts depend only on the shapes, never on the thread count, so neither do the results.
+    """
+    if out.size * a.shape[-1] < MIN_PARALLEL_MADDS:
+        return np.matmul(a, b, out=out)
+    if b.ndim >= 3 and b.shape[0] >= 2:
+        n = b.shape[0]
+        parts = min(n, MATMUL_PARTS)
+        bounds = [n * t // parts for t in range(parts + 1)]
+        run_parts(lambda t: np.matmul(a, b[bounds[t]:bounds[t + 1]], out=out[bounds[t]:bounds[t + 1]]), parts)
+        return out
+    rows = a.shape[-2]
+    parts = min(max(1, rows // 32), MATMUL_PARTS)
+    bounds = [rows * t // parts for t in range(parts + 1)]
+    run_parts(lambda t: np.matmul(a[..., bounds[t]:bounds[t + 1], :], b,
+                                  out=out[..., bounds[t]:bounds[t + 1], :]), parts)
+    return out

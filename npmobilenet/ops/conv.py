@@ -25,9 +25,10 @@ Two paths compute (1), selected by ``npmobilenet.ops.backend.fast()``:
   batched ``matmul`` over all groups at once (depthwise included: no Python loop over channels),
   col2im as a loop over the ``kh*kw`` kernel offsets.  This is the path the lessons read.
 * fast (``_forward_fast`` / ``_backward_fast``): a 1x1 conv is a matmul on ``x`` itself (no
-  im2col); depthwise runs as direct Numba loops (``kernels/depthwise.py``); everything else is a
-  Numba im2col / col2im (``kernels/im2col.py``) around BLAS matmuls, a few images at a time so
-  the columns stay in cache.  Both kernels read the input through *phase planes*
+  im2col), shaped by ``kernels/pointwise.py`` (one product for the whole batch on 1x1 maps, and
+  dW without an (N, O, C) stack of per-image products); depthwise runs as direct Numba loops
+  (``kernels/depthwise.py``); everything else is a Numba im2col / col2im (``kernels/im2col.py``)
+  around BLAS matmuls, a few images at a time so the columns stay in cache.  Both kernels read the input through *phase planes*
   (``kernels/phases.py``), which make each kernel tap one unit-stride loop over a whole plane.
 
 The backward pass recomputes ``X_col`` from the cached ``x`` rather than keeping it: it is
@@ -42,6 +43,7 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 from ..module import DEFAULT_DTYPE, Module, check_input
+from ..kernels import buffers
 from . import backend
 
 ConvCache = namedtuple("ConvCache", "x w has_bias stride padding groups")
@@ -228,7 +230,7 @@ _CHUNK = 1 << 20   # im2col values per batch chunk (4 MB in float32): written an
 
 def _forward_fast(x, w, stride, padding, groups, out_hw, method="auto"):
     """``method="im2col"`` forces the im2col kernels even for depthwise (the tests compare both)."""
-    from ..kernels import depthwise as dwk, im2col as i2c      # imported on first use: JIT-compiled
+    from ..kernels import depthwise as dwk, im2col as i2c, pointwise   # imported on first use: JIT-compiled
     N, C = x.shape[:2]
     O, G, (Ho, Wo) = w.shape[0], groups, out_hw
     Wg = w.reshape(G, O // G, -1)                              # (G, Og, K)
@@ -236,13 +238,15 @@ def _forward_fast(x, w, stride, padding, groups, out_hw, method="auto"):
     if kind == "depthwise":
         return dwk.depthwise_forward_fast(x, w, stride, padding, out_hw)
     if kind == "pointwise":      # a 1x1 conv is a matmul on the (strided) pixels: no copy at stride 1
-        xs = np.ascontiguousarray(x[:, :, ::stride[0], ::stride[1]]).reshape(N, G, C // G, Ho * Wo)
-        return np.matmul(Wg, xs).reshape(N, O, Ho, Wo)
+        xs = np.ascontiguousarray(x[:, :, ::stride[0], ::stride[1]])
+        if G == 1:
+            return pointwise.forward(xs.reshape(N, C, Ho * Wo), Wg[0]).reshape(N, O, Ho, Wo)
+        return np.matmul(Wg, xs.reshape(N, G, C // G, Ho * Wo)).reshape(N, O, Ho, Wo)
     # Batch chunks of a few images: the columns and the matmul output stay in cache and their
     # buffers are reused, instead of one batch-sized im2col that would be written to memory.
     P = i2c.pitch(x.shape, stride, padding)                    # output rows at pitch P >= Wo
     nb = max(1, min(N, _CHUNK // (C * w.shape[2] * w.shape[3] * Ho * P)))
-    y = np.empty((N, O, Ho, Wo), dtype=x.dtype)
+    y = buffers.empty((N, O, Ho, Wo), x.dtype)
     yp = np.empty((nb, G, O // G, Ho * P), dtype=x.dtype)
     for n0 in range(0, N, nb):
         k = min(nb, N - n0)
@@ -253,7 +257,7 @@ def _forward_fast(x, w, stride, padding, groups, out_hw, method="auto"):
 
 
 def _backward_fast(dy, cache, method="auto"):
-    from ..kernels import depthwise as dwk, im2col as i2c
+    from ..kernels import depthwise as dwk, im2col as i2c, pointwise
     x, w, _, stride, padding, G = cache
     N, C = x.shape[:2]
     O, Ho, Wo = dy.shape[1:]
@@ -264,8 +268,12 @@ def _backward_fast(dy, cache, method="auto"):
     if kind == "pointwise":
         xs = np.ascontiguousarray(x[:, :, ::stride[0], ::stride[1]]).reshape(N, G, C // G, -1)
         dY = np.ascontiguousarray(dy).reshape(N, G, O // G, Ho * Wo)
-        dw = np.matmul(dY, xs.swapaxes(-1, -2)).sum(axis=0)    # (G, Og, Cg)
-        dxs = np.matmul(Wg.swapaxes(-1, -2), dY).reshape(N, C, Ho, Wo)
+        if G == 1:
+            dxs, dw = pointwise.backward(dY[:, 0], xs[:, 0], Wg[0])
+            dxs = dxs.reshape(N, C, Ho, Wo)
+        else:
+            dw = np.matmul(dY, xs.swapaxes(-1, -2)).sum(axis=0)    # (G, Og, Cg)
+            dxs = np.matmul(Wg.swapaxes(-1, -2), dY).reshape(N, C, Ho, Wo)
         if stride == (1, 1):
             return dxs, dw.reshape(w.shape)
         dx = np.zeros(x.shape, x.dtype)    # pixels a strided 1x1 conv skips get no gradient
@@ -273,7 +281,7 @@ def _backward_fast(dy, cache, method="auto"):
         return dx, dw.reshape(w.shape)
     P = i2c.pitch(x.shape, stride, padding)
     nb = max(1, min(N, _CHUNK // (C * w.shape[2] * w.shape[3] * Ho * P)))
-    dx = np.empty(x.shape, x.dtype)
+    dx = buffers.empty(x.shape, x.dtype)
     dw = np.zeros(Wg.shape, dtype=x.dtype)
     dYp = np.zeros((nb, O, Ho, P), dtype=x.dtype)              # dy at pitch P; spare columns stay 0
     dcols = np.empty((nb, G, Wg.shape[2], Ho * P), dtype=x.dtype)

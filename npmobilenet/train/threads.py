@@ -49,17 +49,17 @@ def set_blas_threads(n):
 
 
 def set_threads(n):
-    """Use ``n`` threads for Numba kernels and the BLAS.
+    """Use ``n`` threads for the computation: the Numba kernels and the matrix products.
 
-    Numba cannot go above the count it started with (``NUMBA_NUM_THREADS``, default: the number
-    of cores); a larger ``n`` is capped there.  Returns the Numba thread count in effect.
+    The products are split over npmobilenet's own threads, with the BLAS itself on one thread
+    (``npmobilenet.kernels.threads`` says why).  Numba cannot go above the count it started with
+    (``NUMBA_NUM_THREADS``, default: the number of cores); a larger ``n`` is capped there.
+    Returns the thread count in effect.
     """
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
         raise ValueError(f"--threads must be a positive int, got {n!r}")
-    import numba
+    from ..kernels.threads import set_num_threads
 
-    n_numba = min(n, numba.config.NUMBA_NUM_THREADS)
-    numba.set_num_threads(n_numba)
-    set_blas_threads(n)
+    n_numba = set_num_threads(n)
     os.environ["OMP_NUM_THREADS"] = str(n)   # for any library loaded from here on
     return n_numba
