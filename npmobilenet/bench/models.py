@@ -1,7 +1,7 @@
 """Whole-model benchmark: npmobilenet and PyTorch CPU side by side, on the same weights, in one run.
 
 Run:  ``npmobilenet bench models [--models M ...] [--lines L ...] [--repeats R] [--threads T]
-[--no-torch] [--no-memory] [--startup] [--json FILE]``
+[--no-torch] [--no-memory] [--torch-passive] [--startup] [--json FILE]``
 
 The lines (float32; T threads, default 2, for both engines):
 
@@ -29,12 +29,23 @@ count as CPU time: read both.
 Memory, training lines (``--no-memory`` skips it), each the peak of one step above what was live
 before it:
 
-    tracemalloc   every NumPy array allocated during the step (npmobilenet; exact)
+    tracemalloc   every NumPy array allocated during the step (npmobilenet; exact).  The fast
+                  path reuses its output buffers from step to step (``kernels/buffers.py``);
+                  the pool is emptied before each measurement, so the step allocates them
+                  again and they count, and ``np_pool_mib`` is the pool's size before that
     rss           peak resident memory (VmHWM, reset via /proc/self/clear_refs) minus resident
                   memory before the step, after ``malloc_trim`` has returned freed heap pages to
                   the system: the same measure for both engines (Linux with glibc; else absent)
     predicted     ``summary()``'s activation memory (the arrays the layers keep for backward, at
                   batch 1) times the batch
+
+PyTorch's threads are OpenMP's, which by default spin while they wait for each other.  On a
+machine shared with other work that makes PyTorch on 2 threads erratic and often far slower than
+on 1 (measured with 5-13 runnable processes on 2 cores: a batch-1 MobileNetV3-Large forward took
+45 ms to 4 s from one run to the next, against 21 ms on 1 thread).  ``--torch-passive`` sets
+``OMP_WAIT_POLICY=PASSIVE`` before torch loads, so its threads sleep instead (25 ms in that run):
+use it to compare with PyTorch at its best on a busy machine, and say so.  npmobilenet's own
+threads always sleep when idle (``kernels/threads.py``).
 
 ``--startup`` also times two fresh processes that import npmobilenet and run one training step
 and one eval forward of each model at 64x64, batch 2: the first with an empty Numba cache (every
@@ -43,7 +54,8 @@ kernel JIT-compiled), the second reusing that cache.
 ``--json FILE`` writes ``{"meta": {...}, "rows": [...], "startup": {...}}``; each row has
 ``model, line, kind, size, batch, classes`` and, per engine ``e`` in (``np``, ``torch``):
 ``e_ms``, ``e_cpu_ms``, ``e_img_s``, ``e_gflops``, ``e_rss_mib``; plus ``ratio``, ``cpu_ratio``,
-``madds_per_image``, ``np_tracemalloc_mib``, ``predicted_mib``, ``max_rel_diff`` (absent: null).
+``madds_per_image``, ``np_tracemalloc_mib``, ``np_pool_mib``, ``predicted_mib``, ``max_rel_diff``
+(absent: null).
 """
 import argparse
 import json
@@ -225,11 +237,16 @@ def measure(name, line, torch, repeats, memory=True):
         row[f"{e}_rss_mib"] = None
     row["ratio"] = secs[0] / secs[1] if len(secs) == 2 else None
     row["cpu_ratio"] = cpus[0] / cpus[1] if len(cpus) == 2 and cpus[1] > 0 else None
-    row["np_tracemalloc_mib"] = None
+    row["np_tracemalloc_mib"] = row["np_pool_mib"] = None
     if kind == "train" and memory:
         row["predicted_mib"] = s.total_activation_bytes * batch / MiB
+        from ..kernels import buffers
+        row["np_pool_mib"] = buffers.pooled_bytes() / MiB
+        buffers.clear()             # so that the step allocates its buffers again, in view
         row["np_tracemalloc_mib"] = tracemalloc_peak(fns[0]) / MiB
         for e, f in zip(("np", "torch"), fns):
+            if e == "np":
+                buffers.clear()
             r = rss_peak_delta(f)
             row[f"{e}_rss_mib"] = None if r is None else r / MiB
     return row
@@ -289,12 +306,12 @@ def format_table(rows):
     mem = [r for r in rows if r["predicted_mib"] is not None]
     if mem:
         h = (f"\n{'training-step memory (MiB)':<35} {'np tracemalloc':>14} {'np rss':>8} {'torch rss':>9} "
-             f"{'predicted act.':>14}")
+             f"{'predicted act.':>14} {'np pool':>8}")
         lines += [h, "-" * (len(h) - 1)]
         for r in mem:
             lines.append(f"{r['model'] + ' ' + r['line']:<35} {_f(r['np_tracemalloc_mib'], '14.1f')} "
                          f"{_f(r['np_rss_mib'], '8.1f')} {_f(r['torch_rss_mib'], '9.1f')} "
-                         f"{_f(r['predicted_mib'], '14.1f')}")
+                         f"{_f(r['predicted_mib'], '14.1f')} {_f(r.get('np_pool_mib'), '8.1f')}")
     return "\n".join(lines)
 
 
@@ -306,6 +323,8 @@ def add_arguments(p):
     p.add_argument("--threads", type=int, default=2, help="threads for both engines (default 2)")
     p.add_argument("--no-torch", action="store_true", help="time npmobilenet alone")
     p.add_argument("--no-memory", action="store_true", help="skip the memory measurements")
+    p.add_argument("--torch-passive", action="store_true",
+                   help="OMP_WAIT_POLICY=PASSIVE for PyTorch's threads (steadier on a busy machine)")
     p.add_argument("--startup", action="store_true", help="also time a fresh process, cold and warm JIT cache")
     p.add_argument("--json", metavar="FILE", help="write the table as JSON")
 
@@ -319,6 +338,10 @@ def run(a):
     threads = set_threads(a.threads)
     torch = None
     if not a.no_torch:
+        if a.torch_passive:
+            if "torch" in sys.modules:
+                raise ValueError("--torch-passive: torch is already loaded; OpenMP reads the setting at load")
+            os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
         try:
             import timm  # noqa: F401
             import torch
@@ -326,8 +349,10 @@ def run(a):
         except ImportError:
             print("torch/timm not importable: npmobilenet figures only")
     load0 = os.getloadavg()
+    omp = os.environ.get("OMP_WAIT_POLICY")
     print(f"float32, {threads} threads, median of {a.repeats} alternating calls after 2 warm-up calls;"
-          f" ratio = npmobilenet / PyTorch time (lower is better); load average {load0[0]:.1f}", flush=True)
+          f" ratio = npmobilenet / PyTorch time (lower is better); load average {load0[0]:.1f}"
+          + (f"; OMP_WAIT_POLICY={omp}" if omp and torch is not None else ""), flush=True)
     rows = []
     for name in models:
         for line in a.lines:
@@ -340,6 +365,7 @@ def run(a):
     print(format_table(rows))
     print(f"load average (1 min) {load0[0]:.1f} at the start, {load1[0]:.1f} at the end, on {os.cpu_count()} CPUs")
     result = dict(meta=dict(threads=threads, repeats=a.repeats, dtype="float32", load_start=load0,
+                            omp_wait_policy=os.environ.get("OMP_WAIT_POLICY"),
                             load_end=load1, cpus=os.cpu_count(), python=platform.python_version(),
                             numpy=np.__version__, torch=None if torch is None else torch.__version__,
                             machine=platform.machine()), rows=rows, startup=None)
