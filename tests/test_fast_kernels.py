@@ -131,6 +131,9 @@ def test_thread_count_does_not_change_results():
             for xx, ww in ((x, w1), (xs, ws)):
                 y, cache = conv2d_forward(xx, ww)
                 out += [y, *conv2d_backward(np.cos(y), cache)[:2]]
+            xd = np.ascontiguousarray(x[:, :, :2, :2] + 0)            # 8x64x2x2: the small-map depthwise
+            y, cache = conv2d_forward(xd, w1[:64, :3].reshape(64, 1, 3, 1).repeat(3, axis=3), None, 1, None, 64)
+            out += [y, *conv2d_backward(np.cos(y), cache)[:2]]
             bn = BatchNorm2d(64)
             y = bn(x)
             out += [y, bn.backward(np.cos(y)), bn.grads()["weight"].copy()]
@@ -206,3 +209,45 @@ def test_buffers_are_never_handed_out_twice_across_threads():
     for t in ts:
         t.join()
     assert len({id(a) for a in held}) == 80           # all held at once: 80 distinct arrays
+
+
+# ---- depthwise on small maps (channels innermost) ----------------------------------------------
+SMALL_DW = [((40, 96, 1, 1), 5, 1, None), ((40, 96, 1, 1), 3, 2, None), ((9, 24, 2, 2), 3, 1, None),
+            ((9, 24, 2, 2), 5, 2, None), ((4, 12, 3, 3), 3, 2, 0), ((3, 10, 4, 4), 5, 1, None),
+            ((3, 10, 2, 3), (3, 5), (2, 1), (1, 2)), ((1, 7, 4, 4), 3, 1, None), ((5, 16, 7, 7), 5, 1, None),
+            ((4, 8, 8, 8), 3, 2, None), ((2, 6, 7, 7), 3, 2, None)]
+
+
+@pytest.mark.parametrize("dtype,tol", [(np.float64, 1e-12), (np.float32, 1e-5)])
+@pytest.mark.parametrize("shape,k,s,p", SMALL_DW)
+def test_depthwise_on_small_maps_equals_plain(shape, k, s, p, dtype, tol):
+    from npmobilenet.kernels import depthwise_small
+    kh, kw = (k, k) if isinstance(k, int) else k
+    rng = np.random.default_rng(8)
+    x = rng.standard_normal(shape).astype(dtype)
+    w = rng.standard_normal((shape[1], 1, kh, kw)).astype(dtype)
+    assert depthwise_small.applies(x.shape, w.shape)
+
+    def run():
+        y, cache = conv2d_forward(x, w, None, s, p, shape[1])
+        return (y,) + conv2d_backward(np.cos(y), cache)[:2]
+    for f, r in zip(*_both(run)):
+        assert f.dtype == dtype and f.shape == r.shape and f.flags.c_contiguous
+        np.testing.assert_allclose(f, r, rtol=tol, atol=tol * np.abs(r).max())
+
+
+def test_depthwise_small_maps_path_is_not_taken_for_a_multiplier():
+    from npmobilenet.kernels import depthwise_small
+    assert not depthwise_small.applies((2, 4, 2, 2), (8, 1, 3, 3))
+    assert not depthwise_small.applies((2, 4, 9, 8), (4, 1, 3, 3))   # 72 pixels: the plane path
+
+
+def test_buffers_let_go_of_shapes_no_longer_used(monkeypatch):
+    monkeypatch.setattr(buffers, "KEEP_CALLS", 300)
+    buffers.clear()
+    buffers.empty((1 << 16,), np.float32)             # pooled, then free
+    assert buffers.pooled_bytes() == 1 << 18
+    for _ in range(600):                               # another shape in use meanwhile
+        keep = buffers.empty((1 << 17,), np.float32)   # (two arrays: the last one is still held)
+    assert buffers.pooled_bytes() == 2 * (1 << 19)     # only that shape is left
+    del keep

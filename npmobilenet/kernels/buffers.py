@@ -15,7 +15,10 @@ is unreachable from anywhere else, so writing into it cannot change a value anyo
 
 Only arrays of at least ``MIN_BYTES`` are pooled (small ones come from the allocator's own free
 lists, cheaply), and the pool stops growing at ``NPMOBILENET_BUFFER_MB`` megabytes (default 4096;
-0 turns pooling off).  ``pooled_bytes()`` says how much memory the pool holds; ``clear()`` drops it.
+0 turns pooling off).  An array not handed out during the last ``KEEP_CALLS`` calls of ``empty``
+(a few training steps) is let go once it is free, so shapes that are no longer used (another
+model, another batch size) do not hold memory for long.  ``pooled_bytes()`` says how much memory
+the pool holds; ``clear()`` drops it.
 """
 import os
 import sys
@@ -25,10 +28,12 @@ import numpy as np
 
 MIN_BYTES = 1 << 18
 LIMIT = int(float(os.environ.get("NPMOBILENET_BUFFER_MB", "4096")) * 2**20)
-_pool = {}                 # (shape, dtype) -> [arrays]
+KEEP_CALLS = 4096
+_pool = {}                 # (shape, dtype) -> [[array, the call count when last handed out]]
 _bytes = 0
+_calls = 0
 _lock = threading.Lock()   # empty() may be called from several threads
-_OWN_REFS = 3              # the pool's list, the loop variable, getrefcount's argument
+_OWN_REFS = 3              # the pool's entry, the local variable, getrefcount's argument
 
 
 def empty(shape, dtype):
@@ -39,17 +44,40 @@ def empty(shape, dtype):
     nbytes = int(np.prod(shape)) * dtype.itemsize
     if nbytes < MIN_BYTES or LIMIT <= 0:
         return np.empty(shape, dtype)
+    global _calls
     key = (shape, dtype)
     with _lock:
-        arrays = _pool.setdefault(key, [])
-        for a in arrays:
+        _calls += 1
+        if _calls % 256 == 0:
+            _let_go(_calls - KEEP_CALLS)
+        entries = _pool.setdefault(key, [])
+        for entry in entries:
+            a = entry[0]
             if sys.getrefcount(a) == _OWN_REFS:
+                entry[1] = _calls
                 return a
         a = np.empty(shape, dtype)
         if _bytes + nbytes <= LIMIT:
-            arrays.append(a)
+            entries.append([a, _calls])
             _bytes += nbytes
         return a
+
+
+def _let_go(before):
+    """Drop the free arrays last handed out before call number ``before`` (the lock is held)."""
+    global _bytes
+    for key in list(_pool):
+        kept = []
+        for entry in _pool[key]:
+            a = entry[0]
+            if entry[1] >= before or sys.getrefcount(a) != _OWN_REFS:
+                kept.append(entry)
+            else:
+                _bytes -= a.nbytes
+        if kept:
+            _pool[key] = kept
+        else:
+            del _pool[key]
 
 
 def empty_like(x):

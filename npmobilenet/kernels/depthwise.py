@@ -23,7 +23,7 @@ over the blocks outside), so nothing races and the result does not depend on the
 import numpy as np
 from numba import njit
 
-from . import buffers, phases
+from . import buffers, depthwise_small, phases
 from .phases import gather, scatter
 from .threads import run_chunks
 
@@ -138,6 +138,8 @@ def _out_where(out_hw, P):
 
 def depthwise_forward_fast(x, w, stride, padding, out_hw):
     """Wrapper: x (N, C, H, W), w (C*m, 1, kh, kw) -> y (N, C*m, Ho, Wo)."""
+    if depthwise_small.applies(x.shape, w.shape):   # tiny planes: channels innermost instead
+        return depthwise_small.forward_fast(x, w, stride, padding, out_hw)
     N, C, H, W = x.shape
     where, run, taps, P, plen, nb, nphase = _layout(x.shape, w.shape, stride, padding)
     y = buffers.empty((N, w.shape[0]) + tuple(out_hw), x.dtype)
@@ -150,6 +152,8 @@ def depthwise_forward_fast(x, w, stride, padding, out_hw):
 
 def depthwise_backward_fast(dy, x, w, stride, padding):
     """Wrapper: returns (dx, dw) with the shapes of x and w."""
+    if depthwise_small.applies(x.shape, w.shape):
+        return depthwise_small.backward_fast(dy, x, w, stride, padding)
     N, C, H, W = x.shape
     where, run, taps, P, plen, nb, nphase = _layout(x.shape, w.shape, stride, padding)
     blocks = -(-N // nb)
