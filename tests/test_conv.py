@@ -250,15 +250,15 @@ def test_non_contiguous_input_gives_the_same_result(groups, k, path):
 
 
 def test_thread_count_does_not_change_results():
-    numba = pytest.importorskip("numba")
-    most = min(2, numba.config.NUMBA_NUM_THREADS)
+    from npmobilenet.kernels import threads as pool
+    most = 2
     rng = np.random.default_rng(6)
     x = rng.standard_normal((4, 16, 32, 32))
     results = []
-    old = numba.get_num_threads()
+    old = pool.num_threads()
     try:
         for threads in (1, most):
-            numba.set_num_threads(threads)
+            pool.set_num_threads(threads)
             out = []
             for w, s, g in ((rng.standard_normal((16, 1, 3, 3)), 1, 16), (rng.standard_normal((8, 16, 3, 3)), 2, 1)):
                 y, cache = conv2d_forward(x, w, None, s, None, g)
@@ -267,7 +267,7 @@ def test_thread_count_does_not_change_results():
             rng = np.random.default_rng(6)
             x = rng.standard_normal((4, 16, 32, 32))
     finally:
-        numba.set_num_threads(old)
+        pool.set_num_threads(old)
     for a, b in zip(*results):
         assert np.array_equal(a, b)
 

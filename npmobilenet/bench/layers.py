@@ -151,8 +151,8 @@ def main(argv=None):
     global _clock, _min_seconds
     _clock = time.process_time if a.timer == "cpu" else time.perf_counter
     _min_seconds = a.min_time
-    import numba
-    numba.set_num_threads(min(a.threads, numba.config.NUMBA_NUM_THREADS))
+    from ..kernels.threads import set_num_threads
+    set_num_threads(a.threads)
     torch = None
     if not a.no_torch:
         try:

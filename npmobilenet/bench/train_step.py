@@ -110,8 +110,8 @@ def bench_steps(trainer, steps):
 
 
 def trainer_threads():
-    import numba
-    return numba.get_num_threads()
+    from ..kernels.threads import num_threads
+    return num_threads()
 
 
 def torch_run(trainer):

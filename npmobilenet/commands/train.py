@@ -127,7 +127,7 @@ def _new(args, given):
 
 def _header(t):
     c, n_train, n_test = t.config, t.train_loader.num_samples, t.test_loader.num_samples
-    import numba
+    from ..kernels.threads import num_threads
 
     print(f"model    {t.model.name}: {t.model.num_parameters():,} parameters, input 3x{c.size}x{c.size}"
           f"{' (small-input stem)' if c.small_input else ''}, {len(t.classes)} classes")
@@ -137,7 +137,7 @@ def _header(t):
           f"{c.warmup_epochs:g} warm-up epoch(s), label smoothing {c.label_smoothing:g}"
           f"{f', EMA {c.ema:g}' if c.ema else ''}")
     print(f"run      {c.epochs} epochs x {t.steps_per_epoch} steps of {c.batch_size}, seed {c.seed}, "
-          f"{numba.get_num_threads()} threads -> {t.out}", flush=True)
+          f"{num_threads()} threads -> {t.out}", flush=True)
 
 
 def run(args):

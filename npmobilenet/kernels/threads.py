@@ -20,8 +20,11 @@ of holding the others up, and if no pool thread gets to run at all the caller do
 itself: it then waits only for parts already started, never for a thread to be scheduled.
 Every part writes its own slice of the output, so results do not depend on the thread count.
 
-The thread count is Numba's (``numba.set_num_threads`` / ``NUMBA_NUM_THREADS``); ``set_num_threads``
-sets it.  Work below ``MIN_PARALLEL_WORK`` values (``MIN_PARALLEL_MADDS`` for a product) runs on
+The thread count is this module's: ``set_num_threads(n)``, or at start the environment's
+``NPMOBILENET_NUM_THREADS`` (default: ``NUMBA_NUM_THREADS``, which defaults to the core count).
+It is deliberately not ``numba.set_num_threads``: that call starts Numba's own OpenMP thread pool,
+which loads the system ``libgomp`` -- and a PyTorch in the same process then binds to that
+library (same soname) instead of its own, with whatever OpenMP settings were in force at the time.  Work below ``MIN_PARALLEL_WORK`` values (``MIN_PARALLEL_MADDS`` for a product) runs on
 the calling thread alone: handing it out costs more than it saves (waking a thread, and the GIL
 between the parts), and a parallel depthwise kernel on tiny tensors was measured 30x slower than
 serial on a busy machine.  Measured on a loaded 2-core machine, a MobileNetV4-Conv-Small forward
@@ -29,6 +32,7 @@ at batch 1 took 37 ms on 2 threads with a threshold of 64 Ki values, 33 ms with 
 with 1 Mi (32 ms on 1 thread); a quiet machine favours the lower ones, hence 256 Ki.
 """
 import itertools
+import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
@@ -40,18 +44,25 @@ _pool = None
 _blas_done = False
 
 
+_threads = None
+
+
 def num_threads():
-    return numba.get_num_threads()
+    """Threads the fast path uses (the calling thread included)."""
+    global _threads
+    if _threads is None:
+        _threads = max(1, int(os.environ.get("NPMOBILENET_NUM_THREADS", numba.config.NUMBA_NUM_THREADS)))
+    return _threads
 
 
 def set_num_threads(n):
-    """Use ``n`` threads (capped at ``NUMBA_NUM_THREADS``, default the core count); returns the count."""
+    """Use ``n`` threads from now on (the calling thread and n - 1 pool threads); returns n."""
+    global _threads
     if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
         raise ValueError(f"set_num_threads: n must be a positive int, got {n!r}")
-    n = min(int(n), numba.config.NUMBA_NUM_THREADS)
-    numba.set_num_threads(n)
+    _threads = int(n)
     blas_single_thread()
-    return n
+    return _threads
 
 
 def blas_single_thread():

@@ -1,11 +1,12 @@
 """Set the number of CPU threads for the whole computation: Numba kernels and the BLAS.
 
-The convolutions run as Numba kernels (``numba.set_num_threads``) and as BLAS matrix products.
-NumPy's BLAS (OpenBLAS in the wheels) reads ``OPENBLAS_NUM_THREADS`` once, when NumPy is
-imported; to change it later this module calls OpenBLAS's own ``*_set_num_threads`` function,
-found through ``ctypes`` in the library NumPy loaded (threadpoolctl does the same, and is used
-when it is installed).  Thread counts never change results: every kernel writes each output
-element from one thread, and OpenBLAS splits products along output blocks.
+The convolutions run as Numba kernels and BLAS matrix products, both split over npmobilenet's
+own thread pool (``npmobilenet.kernels.threads``), with the BLAS itself on one thread.  NumPy's
+BLAS (OpenBLAS in the wheels) reads ``OPENBLAS_NUM_THREADS`` once, when NumPy is imported; to
+change it later this module calls OpenBLAS's own ``*_set_num_threads`` function, found through
+``ctypes`` in the library NumPy loaded (threadpoolctl does the same, and is used when it is
+installed).  Thread counts never change results: every kernel writes each output element from
+one thread, and the products are split by shape, not by thread count.
 """
 from __future__ import annotations
 
@@ -52,14 +53,12 @@ def set_threads(n):
     """Use ``n`` threads for the computation: the Numba kernels and the matrix products.
 
     The products are split over npmobilenet's own threads, with the BLAS itself on one thread
-    (``npmobilenet.kernels.threads`` says why).  Numba cannot go above the count it started with
-    (``NUMBA_NUM_THREADS``, default: the number of cores); a larger ``n`` is capped there.
-    Returns the thread count in effect.
+    (``npmobilenet.kernels.threads`` says why).  Returns the thread count in effect.
     """
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
         raise ValueError(f"--threads must be a positive int, got {n!r}")
     from ..kernels.threads import set_num_threads
 
-    n_numba = set_num_threads(n)
+    n = set_num_threads(n)
     os.environ["OMP_NUM_THREADS"] = str(n)   # for any library loaded from here on
-    return n_numba
+    return n
