@@ -19,7 +19,7 @@ ranges in parallel; no two ranges write the same plane, so there are no races.
 import numpy as np
 from numba import njit
 
-from . import buffers, phases
+from . import buffers, phases, threads
 from .phases import gather, scatter
 from .threads import run_chunks
 
@@ -69,21 +69,94 @@ def _layout(x_shape, kh, kw, stride, padding):
             stride[0] * stride[1])
 
 
-def im2col_fast(x, kh, kw, stride, padding, Ho):
-    """Wrapper: allocate and fill ``cols`` (N, C*kh*kw, Ho*P), dtype of x."""
+def im2col_fast(x, kh, kw, stride, padding, Ho, serial=False):
+    """Wrapper: allocate and fill ``cols`` (N, C*kh*kw, Ho*P), dtype of x (``serial``: this thread only)."""
     N, C, H, W = x.shape
     where, run, taps, P, plane_stride, nphase = _layout(x.shape, kh, kw, stride, padding)
-    cols = np.empty((N, C * kh * kw, Ho * P), dtype=x.dtype)
+    cols = buffers.empty((N, C * kh * kw, Ho * P), x.dtype)
     run_chunks(im2col, N * C, np.ascontiguousarray(x).reshape(N * C, H * W), cols, where, run, taps, P, Ho,
-               plane_stride, nphase, work=cols.size)
+               plane_stride, nphase, work=0 if serial else cols.size)
     return cols
 
 
-def col2im_fast(dcols, x_shape, kh, kw, stride, padding, Ho):
-    """Wrapper: the adjoint of ``im2col_fast``; ``dcols`` (N, C*kh*kw, Ho*P) -> dx of ``x_shape``."""
+def col2im_fast(dcols, x_shape, kh, kw, stride, padding, Ho, out=None, serial=False):
+    """Wrapper: the adjoint of ``im2col_fast``; ``dcols`` (N, C*kh*kw, Ho*P) -> dx of ``x_shape``
+    (written into ``out`` when given)."""
     N, C, H, W = x_shape
     where, run, taps, P, plane_stride, nphase = _layout(x_shape, kh, kw, stride, padding)
-    dx = buffers.empty(x_shape, dcols.dtype)
+    dx = buffers.empty(x_shape, dcols.dtype) if out is None else out
     run_chunks(col2im, N * C, np.ascontiguousarray(dcols), dx.reshape(N * C, H * W), where, run, taps, P, Ho,
-               plane_stride, nphase, work=dcols.size)
+               plane_stride, nphase, work=0 if serial else dcols.size)
     return dx
+
+
+# ---- the convolution: batch chunks of a few images ---------------------------------------------
+# The columns of a chunk and its matmul output stay in cache and their buffers are reused, instead
+# of one batch-sized im2col that would be written to memory.  With two or more chunks, the chunks
+# are the parts handed to the threads, each doing im2col, product and copy-out for its own images
+# on one thread (the BLAS is single-threaded, see threads.py): coarse parts, no hand-over between
+# the steps of one image.  A single chunk (batch 1) splits each step over the threads instead.
+# Chunks depend only on the shapes, and each one's dW is kept apart and the partials summed in
+# order, so the results do not depend on the thread count.
+_CHUNK = 1 << 20   # im2col values per batch chunk (4 MB in float32): written and read back in cache
+
+
+def _chunks(x_shape, kh, kw, Ho, P):
+    N, C = x_shape[:2]
+    nb = max(1, min(N, _CHUNK // (C * kh * kw * Ho * P)))
+    return nb, -(-N // nb)
+
+
+def conv_forward(x, Wg, kernel, stride, padding, out_hw):
+    """y (N, O, Ho, Wo) of a conv with weights ``Wg`` (G, Og, Cg*kh*kw), through im2col."""
+    N, G, Og = x.shape[0], Wg.shape[0], Wg.shape[1]
+    (Ho, Wo), P = out_hw, pitch(x.shape, stride, padding)
+    nb, chunks = _chunks(x.shape, *kernel, Ho, P)
+    y = buffers.empty((N, G * Og, Ho, Wo), x.dtype)
+
+    def chunk(t, serial=True):
+        n0, n1 = t * nb, min(N, (t + 1) * nb)
+        cols = im2col_fast(x[n0:n1], *kernel, stride, padding, Ho, serial).reshape(n1 - n0, G, -1, Ho * P)
+        yp = buffers.empty((n1 - n0, G, Og, Ho * P), x.dtype)
+        if serial:
+            np.matmul(Wg, cols, out=yp)
+        else:
+            threads.matmul(Wg, cols, out=yp)
+        y[n0:n1] = yp.reshape(n1 - n0, G * Og, Ho, P)[..., :Wo]
+    if chunks == 1:
+        chunk(0, serial=False)
+    else:
+        threads.run_parts(chunk, chunks)
+    return y
+
+
+def conv_backward(dy, x, Wg, kernel, stride, padding):
+    """(dx, dW (G, Og, Cg*kh*kw)) of ``conv_forward``, recomputing each chunk's columns."""
+    N, G, Og = x.shape[0], Wg.shape[0], Wg.shape[1]
+    Ho, Wo = dy.shape[2:]
+    P = pitch(x.shape, stride, padding)
+    nb, chunks = _chunks(x.shape, *kernel, Ho, P)
+    dx = buffers.empty(x.shape, x.dtype)
+    dw = np.empty((chunks,) + Wg.shape, x.dtype)
+
+    def chunk(t, serial=True):
+        n0, n1 = t * nb, min(N, (t + 1) * nb)
+        k = n1 - n0
+        cols = im2col_fast(x[n0:n1], *kernel, stride, padding, Ho, serial).reshape(k, G, -1, Ho * P)
+        dYp = buffers.empty((k, G * Og, Ho, P), x.dtype)       # dy at pitch P; spare columns 0
+        dYp[..., Wo:] = 0
+        dYp[..., :Wo] = dy[n0:n1]
+        dYk = dYp.reshape(k, G, Og, Ho * P)
+        np.matmul(dYk, cols.swapaxes(-1, -2)).sum(axis=0, out=dw[t])
+        dcols = buffers.empty((k, G, Wg.shape[2], Ho * P), x.dtype)
+        if serial:
+            np.matmul(Wg.swapaxes(-1, -2), dYk, out=dcols)
+        else:
+            threads.matmul(Wg.swapaxes(-1, -2), dYk, out=dcols)
+        col2im_fast(dcols.reshape(k, -1, Ho * P), (k,) + x.shape[1:], *kernel, stride, padding, Ho,
+                    out=dx[n0:n1], serial=serial)
+    if chunks == 1:
+        chunk(0, serial=False)
+    else:
+        threads.run_parts(chunk, chunks)
+    return dx, dw.sum(axis=0) if chunks > 1 else dw[0]

@@ -225,9 +225,6 @@ def _kind(x_shape, w_shape, padding, groups, method="auto"):
     return "im2col"
 
 
-_CHUNK = 1 << 20   # im2col values per batch chunk (4 MB in float32): written and read back in cache
-
-
 def _forward_fast(x, w, stride, padding, groups, out_hw, method="auto"):
     """``method="im2col"`` forces the im2col kernels even for depthwise (the tests compare both)."""
     from ..kernels import depthwise as dwk, im2col as i2c, pointwise   # imported on first use: JIT-compiled
@@ -242,18 +239,7 @@ def _forward_fast(x, w, stride, padding, groups, out_hw, method="auto"):
         if G == 1:
             return pointwise.forward(xs.reshape(N, C, Ho * Wo), Wg[0]).reshape(N, O, Ho, Wo)
         return np.matmul(Wg, xs.reshape(N, G, C // G, Ho * Wo)).reshape(N, O, Ho, Wo)
-    # Batch chunks of a few images: the columns and the matmul output stay in cache and their
-    # buffers are reused, instead of one batch-sized im2col that would be written to memory.
-    P = i2c.pitch(x.shape, stride, padding)                    # output rows at pitch P >= Wo
-    nb = max(1, min(N, _CHUNK // (C * w.shape[2] * w.shape[3] * Ho * P)))
-    y = buffers.empty((N, O, Ho, Wo), x.dtype)
-    yp = np.empty((nb, G, O // G, Ho * P), dtype=x.dtype)
-    for n0 in range(0, N, nb):
-        k = min(nb, N - n0)
-        cols = i2c.im2col_fast(x[n0:n0 + k], *w.shape[2:], stride, padding, Ho).reshape(k, G, -1, Ho * P)
-        np.matmul(Wg, cols, out=yp[:k])
-        y[n0:n0 + k] = yp[:k].reshape(k, O, Ho, P)[..., :Wo]
-    return y
+    return i2c.conv_forward(x, Wg, w.shape[2:], stride, padding, out_hw)
 
 
 def _backward_fast(dy, cache, method="auto"):
@@ -279,21 +265,7 @@ def _backward_fast(dy, cache, method="auto"):
         dx = np.zeros(x.shape, x.dtype)    # pixels a strided 1x1 conv skips get no gradient
         dx[:, :, ::stride[0], ::stride[1]] = dxs
         return dx, dw.reshape(w.shape)
-    P = i2c.pitch(x.shape, stride, padding)
-    nb = max(1, min(N, _CHUNK // (C * w.shape[2] * w.shape[3] * Ho * P)))
-    dx = buffers.empty(x.shape, x.dtype)
-    dw = np.zeros(Wg.shape, dtype=x.dtype)
-    dYp = np.zeros((nb, O, Ho, P), dtype=x.dtype)              # dy at pitch P; spare columns stay 0
-    dcols = np.empty((nb, G, Wg.shape[2], Ho * P), dtype=x.dtype)
-    for n0 in range(0, N, nb):
-        k = min(nb, N - n0)
-        cols = i2c.im2col_fast(x[n0:n0 + k], *w.shape[2:], stride, padding, Ho).reshape(k, G, -1, Ho * P)
-        dYp[:k, :, :, :Wo] = dy[n0:n0 + k]
-        dYk = dYp[:k].reshape(k, G, O // G, Ho * P)
-        dw += np.matmul(dYk, cols.swapaxes(-1, -2)).sum(axis=0)
-        np.matmul(Wg.swapaxes(-1, -2), dYk, out=dcols[:k])
-        dx[n0:n0 + k] = i2c.col2im_fast(dcols[:k].reshape(k, -1, Ho * P), (k,) + x.shape[1:],
-                                        *w.shape[2:], stride, padding, Ho)
+    dx, dw = i2c.conv_backward(dy, x, Wg, w.shape[2:], stride, padding)
     return dx, dw.reshape(w.shape)
 
 
