@@ -262,15 +262,36 @@ class Sequential(Module):
         self._children[str(len(self._children))] = m
         return self
 
+    # On the fast path a BatchNorm2d and the activation after it run as one layer, fused (see
+    # npmobilenet.ops.fused: same results, same caches, one pass through memory instead of two).
     def forward(self, x):
-        for m in self._children.values():
-            x = m.forward(x)
+        mods, fused = list(self._children.values()), _fused()
+        i = 0
+        while i < len(mods):
+            if i + 1 < len(mods) and fused.pair(mods[i], mods[i + 1]):
+                x = fused.forward(mods[i], mods[i + 1], x)
+                i += 2
+            else:
+                x = mods[i].forward(x)
+                i += 1
         return x
 
     def backward(self, dy):
-        for m in reversed(list(self._children.values())):
-            dy = m.backward(dy)
+        mods, fused = list(self._children.values()), _fused()
+        i = len(mods) - 1
+        while i >= 0:
+            if i >= 1 and fused.pair(mods[i - 1], mods[i]):
+                dy = fused.backward(mods[i - 1], mods[i], dy)
+                i -= 2
+            else:
+                dy = mods[i].backward(dy)
+                i -= 1
         return dy
+
+
+def _fused():
+    from .ops import fused      # imported here: the ops import this module
+    return fused
 
 
 def check_input(layer, x, channels=None, ndim=4, dtype=None):

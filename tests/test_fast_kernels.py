@@ -250,3 +250,75 @@ def test_buffers_let_go_of_shapes_no_longer_used(monkeypatch):
         keep = buffers.empty((1 << 17,), np.float32)   # (two arrays: the last one is still held)
     assert buffers.pooled_bytes() == 2 * (1 << 19)     # only that shape is left
     del keep
+
+
+# ---- batch norm + activation, fused by Sequential ----------------------------------------------
+def _chain(act_cls, dtype, training):
+    from npmobilenet.module import Sequential
+    from npmobilenet.ops.conv import Conv2d
+    rng = np.random.default_rng(9)
+    seq = Sequential(Conv2d(6, 24, 3, rng=rng), BatchNorm2d(24), act_cls(), Conv2d(24, 8, 1, rng=rng))
+    bn = seq[1]
+    bn.weight[...] = rng.uniform(0.5, 2, 24)
+    bn.bias[...] = rng.standard_normal(24)
+    bn.running_mean[...] = rng.standard_normal(24)
+    bn.running_var[...] = rng.uniform(0.5, 2, 24)
+    seq.to(dtype).train(training)
+    x = (2 * rng.standard_normal((4, 6, 9, 9)) + 0.5).astype(dtype)
+    return seq, x, rng.standard_normal((4, 8, 9, 9)).astype(dtype)
+
+
+@pytest.mark.parametrize("training", [True, False])
+@pytest.mark.parametrize("dtype", FLOATS)
+@pytest.mark.parametrize("act_cls", [A.ReLU, A.ReLU6, A.Hardswish])
+def test_fused_bn_activation_equals_the_layers_run_apart(act_cls, dtype, training):
+    from npmobilenet.ops import fused
+    runs = []
+    for fuse in (True, False):
+        seq, x, dy = _chain(act_cls, dtype, training)
+        bn, act = seq[1], seq[2]
+        assert fused.pair(bn, act)
+        if not fuse:                       # an instance attribute: Sequential must run them apart
+            object.__setattr__(act, "forward", act.forward)
+            object.__setattr__(act, "backward", act.backward)
+            assert not fused.pair(bn, act)
+        y = seq.forward(x)
+        kept = [y, bn.running_mean.copy(), bn.running_var.copy(), act.cache[0] if isinstance(act.cache, tuple)
+                else act.cache, bn.cache.xhat if training else bn.cache.x]
+        runs.append((kept, [seq.backward(dy)] + [g.copy() for g in seq.grads().values()]))
+    for a, b in zip(runs[0][0], runs[1][0]):          # forward: the same operations, bit for bit
+        _same(np.asarray(a), np.asarray(b))
+    tol = 1e-12 if dtype == np.float64 else 1e-5       # backward: BN's sums may be vectorised in
+    for a, b in zip(runs[0][1], runs[1][1]):           # another order (float64 accumulators)
+        np.testing.assert_allclose(a, b, rtol=tol, atol=tol * np.abs(b).max())
+
+
+@pytest.mark.parametrize("act_cls", [A.ReLU, A.Hardswish])
+def test_fused_forward_then_module_backward_and_back(act_cls):
+    """The fused forward leaves the caches the modules' own backward expects, and vice versa."""
+    seq, x, dy = _chain(act_cls, np.float64, True)
+    bn, act, conv = seq[1], seq[2], seq[3]
+    seq.forward(x)                                      # fused
+    d_fused = seq.backward(dy)
+    d_apart = seq[0].backward(bn.backward(act.backward(conv.backward(dy))))
+    np.testing.assert_allclose(d_fused, d_apart, rtol=1e-12, atol=1e-12 * np.abs(d_apart).max())
+
+
+def test_fusion_steps_aside_for_patched_classes(monkeypatch):
+    from npmobilenet.ops import fused
+    seq, x, _ = _chain(A.ReLU, np.float32, True)
+    calls = []
+    original = A.ReLU.forward
+    monkeypatch.setattr(A.ReLU, "forward", lambda self, x: calls.append(1) or original(self, x))
+    assert not fused.pair(seq[1], seq[2])
+    seq.forward(x)
+    assert calls == [1]
+    with backend.plain():
+        monkeypatch.undo()
+        assert not fused.pair(seq[1], seq[2])          # plain path: never fused
+
+
+def test_fused_gradients_pass_the_gradient_check():
+    from npmobilenet.gradcheck import gradcheck
+    seq, x, _ = _chain(A.ReLU6, np.float64, True)
+    gradcheck(seq, x[:2, :, :5, :5], mode="directional").assert_passed()

@@ -9,7 +9,9 @@ modules it calls, so the rows add up to the whole pass with nothing counted twic
 the convolution, a block's own row is its residual add, a SqueezeExcite's own row is its pooling
 and channel scale.  With ``--train`` a step is forward, cross-entropy (row ``loss``), backward and
 an SGD update (row ``optimizer``).  The figures are medians over ``--repeats`` steps after one
-warm-up step.
+warm-up step.  Wrapped modules are never fused (``ops/fused.py``), so here a BN and the activation
+after it run as two layers with a row each, where an unwrapped model runs them as one pass: the
+BN and activation rows show the unfused costs, and the total is a little above the benchmark's.
 
 MAdds are the core count of ``summary()`` (STYLE F1-F2: conv, linear, attention products; BN,
 activations, adds: 0).  Achieved GFLOP/s = 2 x MAdds / forward time, and 4 x MAdds / backward time

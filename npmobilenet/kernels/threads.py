@@ -24,8 +24,10 @@ The thread count is this module's: ``set_num_threads(n)``, or at start the envir
 ``NPMOBILENET_NUM_THREADS`` (default: ``NUMBA_NUM_THREADS``, which defaults to the core count).
 It is deliberately not ``numba.set_num_threads``: that call starts Numba's own OpenMP thread pool,
 which loads the system ``libgomp`` -- and a PyTorch in the same process then binds to that
-library (same soname) instead of its own, with whatever OpenMP settings were in force at the time.  Work below ``MIN_PARALLEL_WORK`` values (``MIN_PARALLEL_MADDS`` for a product) runs on
-the calling thread alone: handing it out costs more than it saves (waking a thread, and the GIL
+library (same soname) instead of its own, with whatever OpenMP settings were in force at the time.
+
+Work below ``MIN_PARALLEL_WORK`` values (``MIN_PARALLEL_MADDS`` for a product) runs on the
+calling thread alone: handing it out costs more than it saves (waking a thread, and the GIL
 between the parts), and a parallel depthwise kernel on tiny tensors was measured 30x slower than
 serial on a busy machine.  Measured on a loaded 2-core machine, a MobileNetV4-Conv-Small forward
 at batch 1 took 37 ms on 2 threads with a threshold of 64 Ki values, 33 ms with 256 Ki and 32 ms

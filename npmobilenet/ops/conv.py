@@ -28,7 +28,8 @@ Two paths compute (1), selected by ``npmobilenet.ops.backend.fast()``:
   im2col), shaped by ``kernels/pointwise.py`` (one product for the whole batch on 1x1 maps, and
   dW without an (N, O, C) stack of per-image products); depthwise runs as direct Numba loops
   (``kernels/depthwise.py``); everything else is a Numba im2col / col2im (``kernels/im2col.py``)
-  around BLAS matmuls, a few images at a time so the columns stay in cache.  Both kernels read the input through *phase planes*
+  around BLAS matmuls, a few images at a time so the columns stay in cache, the chunks of images
+  spread over the threads.  Both kernels read the input through *phase planes*
   (``kernels/phases.py``), which make each kernel tap one unit-stride loop over a whole plane.
 
 The backward pass recomputes ``X_col`` from the cached ``x`` rather than keeping it: it is

@@ -1,0 +1,180 @@
+"""Batch norm and the activation after it, in one pass over the data.
+
+Apart, BN writes its output z and the activation reads z back to write y = act(z) (and, for
+ReLU/ReLU6, the mask its backward needs); backward, the activation writes dz = act'(z) dy and BN
+reads it back twice.  Those are whole-tensor passes through memory, which on two cores do not get
+faster with more threads.  Fused, the activation is applied to each z as it is computed and dz is
+formed as it is read, so z and dz never go to memory (z does for hard-swish, whose backward needs
+it).  Each value goes through exactly the operations, in the same order and precision, of the
+separate kernels (``elementwise.py``), so the forward results and the caches left behind are bit
+for bit the separate layers'; in the backward LLVM may vectorise the float64 sums over a channel
+in another order, so dx, dgamma and dbeta agree to float rounding.
+
+Two families, by what the activation's backward keeps: ``mask`` (ReLU, ``kind`` 0, and ReLU6,
+``kind`` 1: a bool mask) and ``hswish`` (hard-swish: its input z).  Arrays are (N, C, L) views;
+kernels take a channel range ``[start, stop)`` for ``threads.run_chunks``.
+"""
+import math
+
+from numba import njit
+
+# The training kernels carry elementwise.py's fast-math flag (reassociation, for the float64 sums)
+# exactly where its batch-norm kernels do, so LLVM rewrites the normalisation the same way in both
+# (it hoists mu * invstd out of (x - mu) * invstd); the activation helpers are compiled without it,
+# as the activation kernels are, and keep their flags when inlined.
+_FM = {"reassoc"}
+
+
+@njit(cache=True, nogil=True)
+def _relu_like(v, kind, zero, six):
+    """(y, mask) of ReLU (kind 0: np.maximum(v, 0)) or ReLU6 (kind 1: np.clip(v, 0, 6))."""
+    if kind == 0:
+        return (v if (v > zero) | (v != v) else zero), v > zero
+    t = v if (v >= zero) | (v != v) else zero
+    return (t if (t <= six) | (t != t) else six), (v > zero) & (v < six)
+
+
+@njit(cache=True, nogil=True)
+def _hswish(v, zero, three, six):
+    """x * np.clip(x + 3, 0, 6) / 6."""
+    t = v + three
+    t = t if (t >= zero) | (t != t) else zero
+    t = t if (t <= six) | (t != t) else six
+    return v * t / six
+
+
+@njit(cache=True, nogil=True)
+def _hswish_slope(v, zero, half, one, three):
+    """elementwise.hardswish_backward's slope: 0 for v <= -3, v/3 + 1/2 on (-3, 3), 1 for v >= 3."""
+    s = v / three + half
+    s = s if v < three else one
+    return s if v > -three else zero
+
+
+@njit(cache=True, nogil=True, fastmath=_FM)
+def _stats(x, c):
+    """Mean and biased variance of channel c of x (N, C, L), two passes in float64."""
+    n, _, l = x.shape
+    s = 0.0
+    for i in range(n):
+        for j in range(l):
+            s += x[i, c, j]
+    mu = s / (n * l)
+    ss = 0.0
+    for i in range(n):
+        for j in range(l):
+            d = x[i, c, j] - mu
+            ss += d * d
+    return mu, ss / (n * l)
+
+
+@njit(cache=True, nogil=True, fastmath=_FM)
+def mask_train_forward(x, gamma, beta, eps, kind, y, xhat, mask, mean, var, start, stop):
+    """Training BN then ReLU/ReLU6: y = act(z), z = gamma xhat + beta; writes xhat, mask, mean, var."""
+    n, _, l = x.shape
+    zero, six = x.dtype.type(0), x.dtype.type(6)
+    for c in range(start, stop):
+        mu, v = _stats(x, c)
+        mean[c], var[c] = mu, v
+        inv = 1.0 / math.sqrt(v + eps)
+        g, b = gamma[c], beta[c]
+        for i in range(n):
+            for j in range(l):
+                xh = (x[i, c, j] - mu) * inv
+                xhat[i, c, j] = xh
+                y[i, c, j], mask[i, c, j] = _relu_like(x.dtype.type(g * xh + b), kind, zero, six)
+
+
+@njit(cache=True, nogil=True, fastmath=_FM)
+def hswish_train_forward(x, gamma, beta, eps, y, xhat, z, mean, var, start, stop):
+    """Training BN then hard-swish: writes y, xhat, z (hard-swish's cache), mean, var."""
+    n, _, l = x.shape
+    zero, three, six = x.dtype.type(0), x.dtype.type(3), x.dtype.type(6)
+    for c in range(start, stop):
+        mu, v = _stats(x, c)
+        mean[c], var[c] = mu, v
+        inv = 1.0 / math.sqrt(v + eps)
+        g, b = gamma[c], beta[c]
+        for i in range(n):
+            for j in range(l):
+                xh = (x[i, c, j] - mu) * inv
+                xhat[i, c, j] = xh
+                zz = x.dtype.type(g * xh + b)
+                z[i, c, j] = zz
+                y[i, c, j] = _hswish(zz, zero, three, six)
+
+
+@njit(cache=True, nogil=True)
+def mask_eval_forward(x, mean, invstd, gamma, beta, kind, y, mask, start, stop):
+    """Eval BN (elementwise.bn_eval_forward's arithmetic) then ReLU/ReLU6."""
+    n, _, l = x.shape
+    zero, six = x.dtype.type(0), x.dtype.type(6)
+    for c in range(start, stop):
+        mu, inv, g, b = mean[c], invstd[c], gamma[c], beta[c]
+        for i in range(n):
+            for j in range(l):
+                y[i, c, j], mask[i, c, j] = _relu_like(g * ((x[i, c, j] - mu) * inv) + b, kind, zero, six)
+
+
+@njit(cache=True, nogil=True)
+def hswish_eval_forward(x, mean, invstd, gamma, beta, y, z, start, stop):
+    """Eval BN then hard-swish; writes y and z."""
+    n, _, l = x.shape
+    zero, three, six = x.dtype.type(0), x.dtype.type(3), x.dtype.type(6)
+    for c in range(start, stop):
+        mu, inv, g, b = mean[c], invstd[c], gamma[c], beta[c]
+        for i in range(n):
+            for j in range(l):
+                zz = g * ((x[i, c, j] - mu) * inv) + b
+                z[i, c, j] = zz
+                y[i, c, j] = _hswish(zz, zero, three, six)
+
+
+@njit(cache=True, nogil=True, fastmath=_FM)
+def mask_train_backward(dy, mask, xhat, gamma, invstd, dx, dgamma, dbeta, start, stop):
+    """ReLU/ReLU6 backward (dz = dy * mask) and training BN backward (elementwise.bn_train_backward),
+    dz formed as it is read."""
+    n, _, l = dy.shape
+    m = n * l
+    for c in range(start, stop):
+        sdy = 0.0
+        sdyx = 0.0
+        for i in range(n):
+            for j in range(l):
+                g = dy[i, c, j] * mask[i, c, j]
+                sdy += g
+                sdyx += g * xhat[i, c, j]
+        dgamma[c] = sdyx
+        dbeta[c] = sdy
+        k = gamma[c] * invstd[c] / m
+        for i in range(n):
+            for j in range(l):
+                dx[i, c, j] = k * (m * (dy[i, c, j] * mask[i, c, j]) - sdy - xhat[i, c, j] * sdyx)
+
+
+@njit(cache=True, nogil=True)
+def _hswish_dz(dy, z, c, i, j, zero, half, one, three):
+    return dy[i, c, j] * _hswish_slope(z[i, c, j], zero, half, one, three)
+
+
+@njit(cache=True, nogil=True, fastmath=_FM)
+def hswish_train_backward(dy, z, xhat, gamma, invstd, dx, dgamma, dbeta, start, stop):
+    """Hard-swish backward (dz = dy * slope(z)) and training BN backward, dz formed as it is read."""
+    n, _, l = dy.shape
+    m = n * l
+    zero, half, one, three = dy.dtype.type(0), dy.dtype.type(0.5), dy.dtype.type(1), dy.dtype.type(3)
+    for c in range(start, stop):
+        sdy = 0.0
+        sdyx = 0.0
+        for i in range(n):
+            for j in range(l):
+                g = _hswish_dz(dy, z, c, i, j, zero, half, one, three)
+                sdy += g
+                sdyx += g * xhat[i, c, j]
+        dgamma[c] = sdyx
+        dbeta[c] = sdy
+        k = gamma[c] * invstd[c] / m
+        for i in range(n):
+            for j in range(l):
+                g = _hswish_dz(dy, z, c, i, j, zero, half, one, three)
+                dx[i, c, j] = k * (m * g - sdy - xhat[i, c, j] * sdyx)

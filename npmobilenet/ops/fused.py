@@ -1,0 +1,105 @@
+"""Fast path: a BatchNorm2d and the activation right after it, run as one layer by ``Sequential``.
+
+Every MobileNet block is a chain conv -> BN -> activation (timm fuses the last two in its
+``BatchNormAct2d``).  Run apart, BN writes its output z to memory and the activation reads it
+back, and in backward the activation writes dz and BN reads it back twice; those passes cost 20 %
+of a MobileNetV4 forward at batch 16 and do not get faster with a second core, being memory
+bound.  ``kernels/bn_act.py`` does both layers in one pass each way.  The fused functions here
+leave in each module exactly the cache it would have left, so a fused forward may be followed by
+the modules' own backward and the other way round.  The forward gives bit-for-bit the layers'
+results; the backward's per-channel sums (float64) may be vectorised in another order, so its
+results agree to float rounding (the tests check both).
+
+``Sequential`` asks ``pair(a, b)`` for each two neighbours on the fast path.  It says yes only for
+the classes' own, unmodified methods, so anything that wraps a module's forward or backward (the
+summary's shape recorder, the profiler, a test's patch) sees every layer called on its own.
+"""
+import numpy as np
+
+from ..kernels import bn_act as K
+from ..kernels import buffers
+from ..kernels.threads import run_chunks
+from . import backend
+from .activations import Hardswish, ReLU, ReLU6
+from .batchnorm import BNCache, BatchNorm2d, _as3d, batchnorm_running_update
+
+_MASK_KIND = {ReLU: 0, ReLU6: 1}
+_PLAIN_METHODS = {"forward", "backward"}
+
+
+def _untouched(m):
+    """m runs its class's own forward and backward (nothing patched on the instance or the class)."""
+    cls = type(m)
+    base = BatchNorm2d if cls is BatchNorm2d else cls.__mro__[1]
+    return (not (_PLAIN_METHODS & m.__dict__.keys())
+            and cls.forward is _ORIGINAL[base][0] and cls.backward is _ORIGINAL[base][1])
+
+
+def pair(bn, act):
+    """True if ``bn`` then ``act`` can run fused: a plain BatchNorm2d and ReLU, ReLU6 or Hardswish."""
+    return (backend.fast() and type(bn) is BatchNorm2d and type(act) in (ReLU, ReLU6, Hardswish)
+            and _untouched(bn) and _untouched(act))
+
+
+def forward(bn, act, x):
+    """act(bn(x)), leaving bn.cache and act.cache as the two forwards would, and BN's running
+    statistics updated in training mode."""
+    from ..module import check_input
+    check_input(bn, x, channels=bn.num_features, dtype=bn.weight.dtype)
+    N, C = x.shape[:2]
+    x3 = _as3d(x)
+    y = buffers.empty(x.shape, x.dtype)
+    mask_kind = _MASK_KIND.get(type(act))
+    aux = buffers.empty(x.shape, np.bool_ if mask_kind is not None else x.dtype)   # mask, or z
+    y3, aux3 = y.reshape(N, C, -1), aux.reshape(N, C, -1)
+    gamma, beta = bn.weight, bn.bias
+    if bn.training:
+        if x.size // max(C, 1) < 2:
+            bn.forward(x)                    # raises the layer's own clear error
+        xhat, mean, var = buffers.empty(x.shape, x.dtype), np.empty(C, x.dtype), np.empty(C, x.dtype)
+        xh3 = xhat.reshape(N, C, -1)
+        if mask_kind is not None:
+            run_chunks(K.mask_train_forward, C, x3, gamma, beta, bn.eps, mask_kind, y3, xh3, aux3, mean, var,
+                       work=3 * x.size)
+        else:
+            run_chunks(K.hswish_train_forward, C, x3, gamma, beta, bn.eps, y3, xh3, aux3, mean, var,
+                       work=3 * x.size)
+        invstd = 1.0 / np.sqrt(var + bn.eps)
+        bn.cache = BNCache(xhat, gamma, invstd, True, mean, var)
+        new_mean, new_var = batchnorm_running_update(bn.running_mean, bn.running_var, mean, var,
+                                                     x.size // C, bn.momentum)
+        np.copyto(bn.running_mean, new_mean)
+        np.copyto(bn.running_var, new_var)
+    else:
+        mean, var = bn.running_mean, bn.running_var
+        invstd = 1.0 / np.sqrt(var + bn.eps)
+        if mask_kind is not None:
+            run_chunks(K.mask_eval_forward, C, x3, mean, invstd, gamma, beta, mask_kind, y3, aux3, work=2 * x.size)
+        else:
+            run_chunks(K.hswish_eval_forward, C, x3, mean, invstd, gamma, beta, y3, aux3, work=2 * x.size)
+        bn.cache = BNCache(None, gamma, invstd, False, mean, var, x3.reshape(x.shape))
+    act.cache = (aux, x.dtype) if mask_kind is not None else aux
+    return y
+
+
+def backward(bn, act, dy):
+    """bn.backward(act.backward(dy)) in one pass when BN ran in training mode, else the two."""
+    cache, kept = bn.cache, act.cache
+    if cache is None or kept is None or not cache.training:
+        return bn.backward(act.backward(dy))
+    mask = type(act) in _MASK_KIND
+    aux = kept[0] if mask else kept
+    from ._checks import upstream
+    upstream(f"{act._label()}.backward", dy, aux.shape, cache.xhat.dtype)
+    N, C = dy.shape[:2]
+    dx = buffers.empty(dy.shape, dy.dtype)
+    dgamma, dbeta = np.empty(C, dy.dtype), np.empty(C, dy.dtype)
+    args = (_as3d(dy), aux.reshape(N, C, -1), cache.xhat.reshape(N, C, -1), cache.gamma, cache.invstd,
+            dx.reshape(N, C, -1), dgamma, dbeta)
+    run_chunks(K.mask_train_backward if mask else K.hswish_train_backward, C, *args, work=3 * dy.size)
+    bn._set_grad("weight", dgamma)
+    bn._set_grad("bias", dbeta)
+    return dx
+
+
+_ORIGINAL = {cls: (cls.forward, cls.backward) for cls in (BatchNorm2d, ReLU.__mro__[1])}
