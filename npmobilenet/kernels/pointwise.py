@@ -28,6 +28,7 @@ import numpy as np
 from . import buffers, threads
 
 _DW_CHUNK = 1 << 20     # values of stacked per-image dW products per chunk (4 MB in float32)
+_DW_PARTS = 4
 
 
 def forward(x, w):
@@ -49,7 +50,9 @@ def backward(dy, x, w):
         Xr = x.reshape(N, C) if L == 1 else np.ascontiguousarray(x.transpose(1, 0, 2)).reshape(C, N * L).T
         dw = np.empty((O, C), dtype=x.dtype)
         return dx, threads.matmul(dYr.T, Xr, out=dw)     # (O, N*L) @ (N*L, C)
-    nb = max(1, min(N, _DW_CHUNK // (O * C)))
+    # Chunks of at most _DW_CHUNK stacked values, and at least _DW_PARTS of them (so that the
+    # threads share the work: one chunk is one thread's); both depend on the shapes only.
+    nb = max(1, min(N, _DW_CHUNK // (O * C), -(-N // _DW_PARTS)))
     chunks = -(-N // nb)
     partial = np.empty((chunks, O, C), dtype=x.dtype)
 
