@@ -322,3 +322,20 @@ def test_fused_gradients_pass_the_gradient_check():
     from npmobilenet.gradcheck import gradcheck
     seq, x, _ = _chain(A.ReLU6, np.float64, True)
     gradcheck(seq, x[:2, :, :5, :5], mode="directional").assert_passed()
+
+
+@pytest.mark.parametrize("hw", [(5, 7), (1, 1)])
+@pytest.mark.parametrize("dtype,tol", [(np.float64, 1e-12), (np.float32, 2e-5)])
+def test_squeeze_excite_fast_equals_plain(hw, dtype, tol):
+    from npmobilenet.ops.squeeze_excite import SqueezeExcite
+    rng = np.random.default_rng(10)
+    se = SqueezeExcite(12, 4, rng=1).to(dtype)
+    x = rng.standard_normal((3, 12) + hw).astype(dtype)
+    dy = rng.standard_normal(x.shape).astype(dtype)
+
+    def run():
+        y = se(x)
+        return [y, se.backward(dy)] + [g.copy() for g in se.grads().values()]
+    fast, plain = _both(run)          # the 1x1 convs' products and ds's sums run in other orders
+    for a, b in zip(fast, plain):
+        np.testing.assert_allclose(a, b, rtol=tol, atol=tol * np.abs(b).max())

@@ -183,6 +183,38 @@ def masked_backward(dy, mask, dx, start, stop):
         out[i] = g[i] * ms[i]
 
 
+# ---- squeeze-and-excite: the channel scale and its backward, one pass per plane ------------------
+# x (N*C, H*W) image planes, s (N*C,) one factor per plane.  NumPy's backward makes dy * s, dy * x,
+# a sum, the pooling's broadcast gradient and an add: five passes and four temporaries.
+@njit(cache=True, nogil=True)
+def channel_scale(x, s, y, start, stop):
+    """y[p] = x[p] * s[p] for planes start <= p < stop."""
+    for p in range(start, stop):
+        sv, xs, ys = s[p], x[p], y[p]
+        for q in range(xs.size):
+            ys[q] = xs[q] * sv
+
+
+@njit(cache=True, nogil=True, fastmath=_FM)
+def plane_dot(a, b, out, start, stop):
+    """out[p] = sum_q a[p, q] b[p, q] (float64 sums) for planes start <= p < stop."""
+    for p in range(start, stop):
+        t, u = a[p], b[p]
+        acc = 0.0
+        for q in range(t.size):
+            acc += t[q] * u[q]
+        out[p] = acc
+
+
+@njit(cache=True, nogil=True)
+def scale_add(dy, s, add, dx, start, stop):
+    """dx[p] = dy[p] * s[p] + add[p] (NumPy's dy * s + broadcast(add), in that order)."""
+    for p in range(start, stop):
+        sv, av, g, out = s[p], add[p], dy[p], dx[p]
+        for q in range(g.size):
+            out[q] = g[q] * sv + av
+
+
 @njit(cache=True)
 def gelu_forward(x, y):
     """y = 0.5 x (1 + erf(x / sqrt 2)) elementwise over flat arrays."""

@@ -14,8 +14,10 @@ The squeeze width S is the caller's choice (V3: ``make_divisible(C / 4)`` of the
 """
 import numpy as np
 
+from ..kernels import buffers, elementwise as K
+from ..kernels.threads import run_chunks
 from ..module import DEFAULT_DTYPE, Module, check_input
-from . import _checks
+from . import _checks, backend
 from .activations import Hardsigmoid, ReLU
 from .conv import Conv2d
 from .pooling import global_avg_pool_backward, global_avg_pool_forward
@@ -83,7 +85,13 @@ class SqueezeExcite(Module):
         check_input(self, x, channels=self.channels, dtype=self.conv_reduce.weight.dtype)
         p, pool_cache = global_avg_pool_forward(x)
         s = self.gate(self.conv_expand(self.act1(self.conv_reduce(p))))
-        y, scale_cache = channel_scale_forward(x, s)
+        if backend.fast():
+            x = np.ascontiguousarray(x)
+            y = buffers.empty(x.shape, x.dtype)
+            _planes(K.channel_scale, x, s, y)
+            scale_cache = (x, s)
+        else:
+            y, scale_cache = channel_scale_forward(x, s)
         self.cache = (pool_cache, scale_cache)
         return y
 
@@ -100,6 +108,33 @@ class SqueezeExcite(Module):
         d(mean)/dx = 1 / (H W) for every pixel (global_avg_pool_backward).
         """
         pool_cache, scale_cache = self._need_cache(self.cache)
-        dx_direct, ds = channel_scale_backward(dy, scale_cache)
-        dp = self.conv_reduce.backward(self.act1.backward(self.conv_expand.backward(self.gate.backward(ds))))
-        return dx_direct + global_avg_pool_backward(dp, pool_cache)
+        if not backend.fast():
+            dx_direct, ds = channel_scale_backward(dy, scale_cache)
+            dp = self.conv_reduce.backward(self.act1.backward(self.conv_expand.backward(self.gate.backward(ds))))
+            return dx_direct + global_avg_pool_backward(dp, pool_cache)
+        # Fast path: the same sums in two passes over the planes instead of five (kernels/elementwise.py):
+        # ds = sum_hw dy x, then, once dp is known, dx = dy * s + dp / (H W).
+        x, s = scale_cache
+        _checks.upstream("channel_scale_backward", dy, x.shape, x.dtype)
+        dy = np.ascontiguousarray(dy)
+        ds = np.empty(s.shape, np.float64)
+        _planes(K.plane_dot, dy, x, ds)
+        dp = self.conv_reduce.backward(self.act1.backward(self.conv_expand.backward(
+            self.gate.backward(ds.astype(x.dtype)))))
+        N, C, H, W = x.shape
+        dx = buffers.empty(x.shape, x.dtype)
+        _planes(K.scale_add, dy, s, (dp / (H * W)).astype(x.dtype, copy=False), dx)
+        return dx
+
+
+def _planes(kernel, *arrays):
+    """Run a per-plane kernel over the N*C planes: arrays shaped (N, C, H, W) are passed as
+    (N*C, H*W) views, those shaped (N, C, 1, 1) (one value per plane) as (N*C,)."""
+    N, C = arrays[0].shape[:2]
+    views = [a.reshape(N * C) if scalar else a.reshape(N * C, -1) for a, scalar in zip(arrays, _SCALARS[kernel])]
+    run_chunks(kernel, N * C, *views, work=arrays[0].size)
+
+
+# Which arguments of each kernel hold one value per plane.
+_SCALARS = {K.channel_scale: (False, True, False), K.plane_dot: (False, False, True),
+            K.scale_add: (False, True, True, False)}
