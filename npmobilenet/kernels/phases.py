@@ -22,8 +22,11 @@ Buffer layout: one flat array of ``sh*sw`` phase planes, each ``stride`` values 
 images plus slack); phase (a, b) starts at ``(a*sw + b) * stride``.  The copy in (``scatter``) and
 out (``gather``, for gradients) goes through a table of where each input pixel lands, computed
 once per call with NumPy: the per-pixel index arithmetic (divisions by the stride) would otherwise
-dominate these short loops.  Padding positions are never written by ``scatter``, so a buffer that
-starts at zero keeps its zero padding across planes.
+dominate these short loops.  Along an input row, the pixels ``b, b + sw, b + 2 sw, ...`` land in
+consecutive places of one phase row, so each row is copied as ``sw`` runs, each a loop that
+reads at stride ``sw`` and writes contiguously; only the first pixel of a run is looked up.
+Padding positions are never written by ``scatter``, so a buffer that starts at zero keeps its
+zero padding across planes.
 """
 import numpy as np
 from numba import njit
@@ -53,36 +56,36 @@ def taps(kh, kw, stride, P, plane_stride):
 
 
 def run_length(W, stride=(1, 1)):
-    """Pixels per run of consecutive destinations in ``table``: whole rows at column stride 1, if
-    long enough for a slice copy to beat the element loop; else 1."""
-    return W if stride[1] == 1 and W >= 8 else 1
+    """``(W, sw)``, how ``scatter`` and ``gather`` walk a plane: rows of W pixels, each as ``sw``
+    runs of pixels ``sw`` apart that land side by side (``table``)."""
+    return (W, stride[1])
 
 
 @njit(cache=True)
 def scatter(plane, where, run, out, o0):
     """out[where[k] + o0] = plane[k]: copy a flattened image plane into its phase planes.
 
-    ``where`` rises by one along runs of ``run`` pixels; runs are copied as slices, which LLVM
-    vectorises (seven times faster than the element loop at column stride 1).
+    ``run`` = (W, sw) from ``run_length``.  Per row and run, one loop with no table lookup: at
+    column stride 1 a plain copy (LLVM vectorises it: seven times faster than the element loop),
+    at stride 2 a de-interleave (measured on a 112x112 plane: 10.3 us against 12.6 us for the
+    element loop through the table).
     """
-    if run == 1:
-        for k in range(plane.shape[0]):
-            out[where[k] + o0] = plane[k]
-        return
-    for s in range(0, plane.shape[0], run):
-        dst, src = out[where[s] + o0:where[s] + o0 + run], plane[s:s + run]
-        for k in range(run):
-            dst[k] = src[k]
+    W, sw = run
+    for s in range(0, plane.shape[0], W):
+        for b in range(min(sw, W)):
+            d, n = where[s + b] + o0, (W - b + sw - 1) // sw
+            dst, src = out[d:d + n], plane[s + b:s + W:sw]
+            for k in range(n):
+                dst[k] = src[k]
 
 
 @njit(cache=True)
 def gather(dphase, where, run, plane, o0):
     """plane[k] = dphase[where[k] + o0]: the adjoint read-back; padding positions are dropped."""
-    if run == 1:
-        for k in range(plane.shape[0]):
-            plane[k] = dphase[where[k] + o0]
-        return
-    for s in range(0, plane.shape[0], run):
-        src, dst = dphase[where[s] + o0:where[s] + o0 + run], plane[s:s + run]
-        for k in range(run):
-            dst[k] = src[k]
+    W, sw = run
+    for s in range(0, plane.shape[0], W):
+        for b in range(min(sw, W)):
+            d, n = where[s + b] + o0, (W - b + sw - 1) // sw
+            src, dst = dphase[d:d + n], plane[s + b:s + W:sw]
+            for k in range(n):
+                dst[k] = src[k]
