@@ -20,6 +20,7 @@ _LAZY = {
     "summary": (".count", "summary"),
     "save": (".io", "save"),
     "load": (".io", "load"),
+    "no_grad": (".module", "no_grad"),
 }
 
 
@@ -37,4 +38,5 @@ def __dir__():
     return sorted(list(globals()) + list(_LAZY))
 
 
-__all__ = ["nn", "gradcheck", "create_model", "list_models", "summary", "__version__"]
+__all__ = ["nn", "gradcheck", "create_model", "list_models", "summary", "no_grad", "save", "load",
+           "__version__"]

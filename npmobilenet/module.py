@@ -26,6 +26,36 @@ class BackwardBeforeForward(RuntimeError, ValueError):
     """``backward`` was called on a module whose ``forward`` has not run (or whose cache was freed)."""
 
 
+_GRAD = {"enabled": True}
+
+
+class no_grad:
+    """``with npmobilenet.no_grad(): y = model(x)``: forward passes that keep nothing for backward,
+    as ``torch.no_grad()``.
+
+    Inside, ``Sequential`` drops each child's cache as soon as the next layer has its input, so an
+    inference pass holds only the activations in flight, not every layer's; and on the fast path
+    an eval-mode conv -> batch norm -> activation runs as one layer, the normalisation and the
+    activation applied to each chunk of the conv's output while it is still in cache
+    (``ops/fused.py``).  The outputs are bit for bit those of the same forward outside.  A
+    ``backward`` after such a forward raises ``BackwardBeforeForward``.
+    """
+
+    def __enter__(self):
+        self._prev = _GRAD["enabled"]
+        _GRAD["enabled"] = False
+        return self
+
+    def __exit__(self, *exc):
+        _GRAD["enabled"] = self._prev
+        return False
+
+
+def grad_enabled():
+    """False inside ``no_grad()``."""
+    return _GRAD["enabled"]
+
+
 class Module:
     """Base class: named parameters, gradients, buffers and children; train/eval; dtype."""
 
@@ -85,7 +115,8 @@ class Module:
     def _need_cache(self, cache):
         if cache is None:
             raise BackwardBeforeForward(
-                f"{self._label()}.backward: no forward pass to differentiate; call forward(x) first")
+                f"{self._label()}.backward: no forward pass to differentiate; call forward(x) first"
+                f" (a forward under npmobilenet.no_grad() keeps nothing for backward)")
         return cache
 
     def _label(self):
@@ -263,17 +294,23 @@ class Sequential(Module):
         return self
 
     # On the fast path a BatchNorm2d and the activation after it run as one layer, fused (see
-    # npmobilenet.ops.fused: same results, same caches, one pass through memory instead of two).
+    # npmobilenet.ops.fused: same results, same caches, one pass through memory instead of two);
+    # under no_grad, so does an eval-mode conv -> BN (-> activation) before it.
     def forward(self, x):
         mods, fused = list(self._children.values()), _fused()
+        keep = grad_enabled()
         i = 0
         while i < len(mods):
-            if i + 1 < len(mods) and fused.pair(mods[i], mods[i + 1]):
-                x = fused.forward(mods[i], mods[i + 1], x)
-                i += 2
+            if not keep and i + 1 < len(mods) and fused.triple(mods[i], mods[i + 1], mods[i + 2:i + 3]):
+                x, n = fused.inference(mods[i], mods[i + 1], mods[i + 2:i + 3], x)
+            elif i + 1 < len(mods) and fused.pair(mods[i], mods[i + 1]):
+                x, n = fused.forward(mods[i], mods[i + 1], x), 2
             else:
-                x = mods[i].forward(x)
-                i += 1
+                x, n = mods[i].forward(x), 1
+            if not keep:          # no_grad: nothing is kept for a backward
+                for m in mods[i:i + n]:
+                    m.cache = None
+            i += n
         return x
 
     def backward(self, dy):

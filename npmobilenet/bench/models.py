@@ -16,8 +16,10 @@ our ``state_dict`` is loaded into it, so both engines hold the same weights; the
 compared (``max_rel_diff``: max |ours - torch| / max |torch|).  Each engine is warmed up (two
 calls: JIT compilation, allocator, caches), then the two are timed ALTERNATELY, one call each,
 R times (5 R for lines under 50 ms), swapping which goes first every round, so that a change of
-load on a shared machine hits both alike; the figures are medians.  PyTorch runs inference under
-``torch.inference_mode()`` and uses ``F.cross_entropy`` and ``torch.optim.SGD``.
+load on a shared machine hits both alike; the figures are medians.  Inference runs under
+``npmobilenet.no_grad()`` and ``torch.inference_mode()`` (nothing kept for a backward); the
+training step uses our ``CrossEntropyLoss`` and ``SGD`` and PyTorch's ``F.cross_entropy`` and
+``torch.optim.SGD``.
 
 Columns: ms per batch and images/s per engine; ``ratio`` = npmobilenet time / PyTorch time (lower
 is better); GFLOP/s achieved, from the core MAdds (``summary()``'s count, STYLE F1-F4): 2 x MAdds
@@ -67,6 +69,8 @@ import time
 
 import numpy as np
 
+from ..module import no_grad
+
 MODELS = ("mobilenetv2_100", "mobilenetv3_large_100", "mobilenetv3_small_100", "mobilenetv4_conv_small")
 LINES = {  # name: (kind, size, batch, classes)
     "infer-b1": ("infer", 224, 1, 1000),
@@ -97,7 +101,8 @@ class Ours:
 
     def run(self, x, labels):
         if self.kind == "infer":
-            return self.model.forward(x)
+            with no_grad():
+                return self.model.forward(x)
         logits = self.model.forward(x)
         self.crit.forward(logits, labels)
         dx = self.model.backward(self.crit.backward())

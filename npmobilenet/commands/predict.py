@@ -14,6 +14,8 @@ import os
 
 import numpy as np
 
+from ..module import no_grad
+
 
 def add_arguments(p):
     p.add_argument("images", nargs="+", metavar="IMAGE", help="image files (JPEG, PNG, ...)")
@@ -74,7 +76,8 @@ def predict(model, paths, cfg, k=5, batch_size=8):
     out = []
     for i in range(0, len(images), batch_size):
         x = np.stack([preprocess(img, cfg) for img in images[i:i + batch_size]]).astype(model.dtype)
-        idx, probs = topk(model(x), k)
+        with no_grad():                      # inference only: keep nothing for a backward
+            idx, probs = topk(model(x), k)
         out += [(paths[i + j], idx[j], probs[j]) for j in range(len(idx))]
     return out
 

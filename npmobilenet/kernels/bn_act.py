@@ -130,6 +130,29 @@ def hswish_eval_forward(x, mean, invstd, gamma, beta, y, z, start, stop):
                 y[i, c, j] = _hswish(zz, zero, three, six)
 
 
+@njit(cache=True, nogil=True)
+def eval_row(row, mu, inv, g, b, kind):
+    """row = act(g ((row - mu) inv) + b) in place: eval BN then the activation (kind 0 ReLU,
+    1 ReLU6, 2 hard-swish, 3 none), the arithmetic of ``mask_eval_forward`` / ``hswish_eval_forward``."""
+    zero, three, six = row.dtype.type(0), row.dtype.type(3), row.dtype.type(6)
+    for j in range(row.shape[0]):
+        zz = g * ((row[j] - mu) * inv) + b
+        if kind == 2:
+            zz = _hswish(zz, zero, three, six)
+        elif kind < 2:
+            zz = _relu_like(zz, kind, zero, six)[0]
+        row[j] = zz
+
+
+@njit(cache=True, nogil=True)
+def eval_inplace(y, mean, invstd, gamma, beta, kind, start, stop):
+    """y = act(eval BN(y)) in place for channels start <= c < stop, y (N, C, L), for an inference
+    pass (``no_grad``), without the mask or z that only a backward would read (``eval_row``)."""
+    for i in range(y.shape[0]):
+        for c in range(start, stop):
+            eval_row(y[i, c], mean[c], invstd[c], gamma[c], beta[c], kind)
+
+
 @njit(cache=True, nogil=True, fastmath=_FM)
 def mask_train_backward(dy, mask, xhat, gamma, invstd, dx, dgamma, dbeta, start, stop):
     """ReLU/ReLU6 backward (dz = dy * mask) and training BN backward (elementwise.bn_train_backward),

@@ -107,8 +107,9 @@ def _chunks(x_shape, kh, kw, Ho, P):
     return nb, -(-N // nb)
 
 
-def conv_forward(x, Wg, kernel, stride, padding, out_hw):
-    """y (N, O, Ho, Wo) of a conv with weights ``Wg`` (G, Og, Cg*kh*kw), through im2col."""
+def conv_forward(x, Wg, kernel, stride, padding, out_hw, epilogue=None):
+    """y (N, O, Ho, Wo) of a conv with weights ``Wg`` (G, Og, Cg*kh*kw), through im2col.
+    ``epilogue(y, lo, hi)``, if given, is applied to each chunk of images as soon as it is done."""
     N, G, Og = x.shape[0], Wg.shape[0], Wg.shape[1]
     (Ho, Wo), P = out_hw, pitch(x.shape, stride, padding)
     nb, chunks = _chunks(x.shape, *kernel, Ho, P)
@@ -123,6 +124,8 @@ def conv_forward(x, Wg, kernel, stride, padding, out_hw):
         else:
             threads.matmul(Wg, cols, out=yp)
         y[n0:n1] = yp.reshape(n1 - n0, G * Og, Ho, P)[..., :Wo]
+        if epilogue is not None:
+            epilogue(y, n0, n1)
     if chunks == 1:
         chunk(0, serial=False)
     else:

@@ -31,13 +31,19 @@ _DW_CHUNK = 1 << 20     # values of stacked per-image dW products per chunk (4 M
 _DW_PARTS = 4
 
 
-def forward(x, w):
-    """x (N, C, L) contiguous, w (O, C) -> y (N, O, L) = W x per image."""
+def forward(x, w, epilogue=None):
+    """x (N, C, L) contiguous, w (O, C) -> y (N, O, L) = W x per image.  ``epilogue(y, lo, hi)``,
+    if given, is applied to images lo..hi of y as soon as they are computed (``threads.matmul``)."""
     N, C, L = x.shape
     if L == 1:
         y = buffers.empty((N, w.shape[0]), x.dtype)
-        return threads.matmul(x.reshape(N, C), w.T, out=y).reshape(N, -1, 1)
-    return threads.matmul(w, x, out=buffers.empty((N, w.shape[0], L), x.dtype))
+        y3 = y.reshape(N, -1, 1)
+        threads.matmul(x.reshape(N, C), w.T, out=y)
+        if epilogue is not None:
+            epilogue(y3, 0, N)
+        return y3
+    y = buffers.empty((N, w.shape[0], L), x.dtype)
+    return threads.matmul(w, x, out=y, epilogue=None if epilogue is None else lambda lo, hi: epilogue(y, lo, hi))
 
 
 def backward(dy, x, w):

@@ -136,25 +136,38 @@ MIN_PARALLEL_MADDS = 1 << 23  # multiply-adds; a smaller product (~0.1 ms) runs 
 MATMUL_PARTS = 8
 
 
-def matmul(a, b, out):
+def matmul(a, b, out, epilogue=None):
     """``np.matmul(a, b, out=out)`` split over the threads; returns ``out``.
 
     Parts are slices of the leading (batch) axis of ``b`` and ``out`` when it has at least two
     entries, else slices of the output rows (axis -2 of ``a`` and ``out``).  ``a`` must not have
     more dimensions than ``b`` (a weight matrix, or a stack of them, broadcast over a batch).
     The parts depend only on the shapes, never on the thread count, so neither do the results.
+    ``epilogue(lo, hi)``, if given, is called on ``out[lo:hi]`` right after that batch slice's
+    product, by the same thread, while the slice is still in cache (once on the whole batch
+    when the product is not split by batch).
     """
     if out.size * a.shape[-1] < MIN_PARALLEL_MADDS:
-        return np.matmul(a, b, out=out)
+        np.matmul(a, b, out=out)
+        if epilogue is not None:
+            epilogue(0, out.shape[0])
+        return out
     if b.ndim >= 3 and b.shape[0] >= 2:
         n = b.shape[0]
         parts = min(n, MATMUL_PARTS)
         bounds = [n * t // parts for t in range(parts + 1)]
-        run_parts(lambda t: np.matmul(a, b[bounds[t]:bounds[t + 1]], out=out[bounds[t]:bounds[t + 1]]), parts)
+
+        def part(t):
+            np.matmul(a, b[bounds[t]:bounds[t + 1]], out=out[bounds[t]:bounds[t + 1]])
+            if epilogue is not None:
+                epilogue(bounds[t], bounds[t + 1])
+        run_parts(part, parts)
         return out
     rows = a.shape[-2]
     parts = min(max(1, rows // 32), MATMUL_PARTS)
     bounds = [rows * t // parts for t in range(parts + 1)]
     run_parts(lambda t: np.matmul(a[..., bounds[t]:bounds[t + 1], :], b,
                                   out=out[..., bounds[t]:bounds[t + 1], :]), parts)
+    if epilogue is not None:
+        epilogue(0, out.shape[0])
     return out

@@ -10,6 +10,16 @@ the modules' own backward and the other way round.  The forward gives bit-for-bi
 results; the backward's per-channel sums (float64) may be vectorised in another order, so its
 results agree to float rounding (the tests check both).
 
+Inference (``npmobilenet.no_grad()``): nothing is kept for backward, so an eval-mode conv, the
+batch norm after it and its activation become one layer (``triple`` / ``inference``): the conv's
+product runs a chunk of images at a time (``kernels/pointwise.py``, ``kernels/im2col.py``) and
+each chunk is normalised and activated in place right after, while it is still in cache, instead
+of in a later pass through memory (``kernels/bn_act.eval_inplace``).  Same arithmetic in the same
+order: the outputs are bit for bit those of the separate layers.  Depthwise convs are left out:
+their BN and activation run fused as above (measured: applying them inside the depthwise loops
+gained nothing on MobileNetV4-Conv-S or V3-Small, and a helper called from those loops, which
+are compiled with ``fastmath``, is compiled, and cached, with their flags).
+
 ``Sequential`` asks ``pair(a, b)`` for each two neighbours on the fast path.  It says yes only for
 the classes' own, unmodified methods, so anything that wraps a module's forward or backward (the
 summary's shape recorder, the profiler, a test's patch) sees every layer called on its own.
@@ -20,8 +30,9 @@ from ..kernels import bn_act as K
 from ..kernels import buffers
 from ..kernels.threads import run_chunks
 from . import backend
-from .activations import Hardswish, ReLU, ReLU6
+from .activations import Hardswish, Identity, ReLU, ReLU6
 from .batchnorm import BNCache, BatchNorm2d, _as3d, batchnorm_running_update
+from .conv import Conv2d, _out_hw
 
 _MASK_KIND = {ReLU: 0, ReLU6: 1}
 _PLAIN_METHODS = {"forward", "backward"}
@@ -30,7 +41,7 @@ _PLAIN_METHODS = {"forward", "backward"}
 def _untouched(m):
     """m runs its class's own forward and backward (nothing patched on the instance or the class)."""
     cls = type(m)
-    base = BatchNorm2d if cls is BatchNorm2d else cls.__mro__[1]
+    base = cls if cls in _ORIGINAL else cls.__mro__[1]
     return (not (_PLAIN_METHODS & m.__dict__.keys())
             and cls.forward is _ORIGINAL[base][0] and cls.backward is _ORIGINAL[base][1])
 
@@ -102,4 +113,55 @@ def backward(bn, act, dy):
     return dx
 
 
-_ORIGINAL = {cls: (cls.forward, cls.backward) for cls in (BatchNorm2d, ReLU.__mro__[1])}
+# ---- inference: conv -> BN (-> activation) as one layer ----------------------------------------
+_ACT_KIND = {ReLU: 0, ReLU6: 1, Hardswish: 2, Identity: 3}
+
+
+def triple(conv, bn, rest):
+    """True if ``conv``, ``bn`` (and ``rest[0]``, an activation, when there) can run as one
+    inference layer: no_grad, fast path, a plain Conv2d (groups 1, no bias: a 1x1 or im2col
+    conv), an eval-mode BatchNorm2d."""
+    from ..module import grad_enabled
+    if grad_enabled() or not backend.fast() or type(conv) is not Conv2d or type(bn) is not BatchNorm2d:
+        return False
+    if bn.training or "bias" in conv._params or not (_untouched(conv) and _untouched(bn)):
+        return False
+    if conv.out_channels != bn.num_features or conv.weight.dtype != bn.weight.dtype:
+        return False
+    return conv.groups == 1
+
+
+def inference(conv, bn, rest, x):
+    """(act(bn(conv(x))), number of modules run): conv, BN and the activation after it (when
+    ``rest`` holds a ReLU, ReLU6, hard-swish or Identity), the BN and activation applied to each
+    chunk of the conv's output as it is produced."""
+    from ..kernels import im2col, pointwise
+    from ..module import check_input
+    act = rest[0] if rest and type(rest[0]) in _ACT_KIND and _untouched(rest[0]) else None
+    check_input(conv, x, channels=conv.in_channels, dtype=conv.weight.dtype)
+    N = x.shape[0]
+    out_hw = _out_hw(x.shape, conv.kernel_size, conv.stride, conv.padding, conv._label())
+    mean, gamma, beta = bn.running_mean, bn.weight, bn.bias
+    invstd = 1.0 / np.sqrt(bn.running_var + bn.eps)
+    kind = 3 if act is None else _ACT_KIND[type(act)]
+    C = bn.num_features
+
+    def epilogue(y, lo, hi):
+        y3 = y[lo:hi].reshape(hi - lo, C, -1)
+        if (lo, hi) == (0, N):        # the whole batch at once: split the channels over the threads
+            run_chunks(K.eval_inplace, C, y3, mean, invstd, gamma, beta, kind, work=y3.size)
+        else:                          # one thread's chunk of images, still in its cache
+            K.eval_inplace(y3, mean, invstd, gamma, beta, kind, 0, C)
+
+    w = conv.weight
+    if w.shape[2:] == (1, 1) and conv.padding == (0, 0):
+        (sh, sw), (Ho, Wo) = conv.stride, out_hw
+        xs = np.ascontiguousarray(x[:, :, ::sh, ::sw]).reshape(N, conv.in_channels, Ho * Wo)
+        y = pointwise.forward(xs, w.reshape(w.shape[0], -1), epilogue=epilogue).reshape((N, C) + tuple(out_hw))
+    else:
+        y = im2col.conv_forward(x, w.reshape(1, w.shape[0], -1), conv.kernel_size, conv.stride, conv.padding,
+                                out_hw, epilogue=epilogue)
+    return y, 2 if act is None else 3
+
+
+_ORIGINAL = {cls: (cls.forward, cls.backward) for cls in (BatchNorm2d, ReLU.__mro__[1], Conv2d, Identity)}
