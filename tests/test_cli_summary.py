@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from npmobilenet.cli import main
-from npmobilenet.commands import gradcheck as gradcheck_command
+from npmobilenet.gradcheck_network import activation_regions
 from npmobilenet.commands.summary import default_size
 from npmobilenet.module import Sequential
 from npmobilenet.ops.activations import ReLU
@@ -97,7 +97,7 @@ def test_gradcheck_finds_a_wrong_gradient(capsys, monkeypatch):
 
 def test_kink_crossings_are_seen():
     model = Sequential(ReLU())
-    with gradcheck_command.activation_regions(model) as calls:
+    with activation_regions(model) as calls:
         for x in ([-1e-6, 2.0], [1e-6, 2.0], [1e-3, 5.0]):
             model.forward(np.array(x))
     assert calls[0] != calls[1] and calls[1] == calls[2]
