@@ -301,7 +301,7 @@ class Sequential(Module):
         keep = grad_enabled()
         i = 0
         while i < len(mods):
-            if not keep and i + 1 < len(mods) and fused.triple(mods[i], mods[i + 1], mods[i + 2:i + 3]):
+            if not keep and i + 1 < len(mods) and fused.triple(mods[i], mods[i + 1]):
                 x, n = fused.inference(mods[i], mods[i + 1], mods[i + 2:i + 3], x)
             elif i + 1 < len(mods) and fused.pair(mods[i], mods[i + 1]):
                 x, n = fused.forward(mods[i], mods[i + 1], x), 2

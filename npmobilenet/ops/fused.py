@@ -117,10 +117,10 @@ def backward(bn, act, dy):
 _ACT_KIND = {ReLU: 0, ReLU6: 1, Hardswish: 2, Identity: 3}
 
 
-def triple(conv, bn, rest):
-    """True if ``conv``, ``bn`` (and ``rest[0]``, an activation, when there) can run as one
-    inference layer: no_grad, fast path, a plain Conv2d (groups 1, no bias: a 1x1 or im2col
-    conv), an eval-mode BatchNorm2d."""
+def triple(conv, bn):
+    """True if ``conv``, ``bn`` (and the activation after them, if any: ``inference`` decides) can
+    run as one inference layer: no_grad, fast path, a plain Conv2d (groups 1, no bias: a 1x1 or
+    im2col conv), an eval-mode BatchNorm2d."""
     from ..module import grad_enabled
     if grad_enabled() or not backend.fast() or type(conv) is not Conv2d or type(bn) is not BatchNorm2d:
         return False

@@ -88,7 +88,7 @@ class SqueezeExcite(Module):
         if backend.fast():
             x = np.ascontiguousarray(x)
             y = buffers.empty(x.shape, x.dtype)
-            _planes(K.channel_scale, x, s, y)
+            run_chunks(K.channel_scale, x.shape[0] * x.shape[1], _planes(x), s.reshape(-1), _planes(y), work=x.size)
             scale_cache = (x, s)
         else:
             y, scale_cache = channel_scale_forward(x, s)
@@ -118,23 +118,16 @@ class SqueezeExcite(Module):
         _checks.upstream("channel_scale_backward", dy, x.shape, x.dtype)
         dy = np.ascontiguousarray(dy)
         ds = np.empty(s.shape, np.float64)
-        _planes(K.plane_dot, dy, x, ds)
+        run_chunks(K.plane_dot, ds.size, _planes(dy), _planes(x), ds.reshape(-1), work=x.size)
         dp = self.conv_reduce.backward(self.act1.backward(self.conv_expand.backward(
             self.gate.backward(ds.astype(x.dtype)))))
         N, C, H, W = x.shape
         dx = buffers.empty(x.shape, x.dtype)
-        _planes(K.scale_add, dy, s, (dp / (H * W)).astype(x.dtype, copy=False), dx)
+        add = (dp / (H * W)).astype(x.dtype, copy=False)
+        run_chunks(K.scale_add, N * C, _planes(dy), s.reshape(-1), add.reshape(-1), _planes(dx), work=x.size)
         return dx
 
 
-def _planes(kernel, *arrays):
-    """Run a per-plane kernel over the N*C planes: arrays shaped (N, C, H, W) are passed as
-    (N*C, H*W) views, those shaped (N, C, 1, 1) (one value per plane) as (N*C,)."""
-    N, C = arrays[0].shape[:2]
-    views = [a.reshape(N * C) if scalar else a.reshape(N * C, -1) for a, scalar in zip(arrays, _SCALARS[kernel])]
-    run_chunks(kernel, N * C, *views, work=arrays[0].size)
-
-
-# Which arguments of each kernel hold one value per plane.
-_SCALARS = {K.channel_scale: (False, True, False), K.plane_dot: (False, False, True),
-            K.scale_add: (False, True, True, False)}
+def _planes(a):
+    """(N, C, H, W) -> its N*C image planes, (N*C, H*W), as a view (the per-plane kernels' layout)."""
+    return a.reshape(a.shape[0] * a.shape[1], -1)
