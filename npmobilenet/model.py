@@ -19,7 +19,7 @@ and blocks only and returns the feature map of every resolution level as a list 
 import numpy as np
 
 from .blocks.base import make_act
-from .module import Sequential, check_input
+from .module import Sequential, _takes_input_grad, check_input
 from .ops.batchnorm import BatchNorm2d
 from .ops.conv import Conv2d
 from .ops.dropout import Dropout
@@ -102,11 +102,13 @@ class MobileNet(Sequential):
         self.cache = [f.shape for f in feats]
         return feats
 
-    def backward(self, dy):
-        """dy: dL/dlogits -> dL/dx.  features_only: dy is a list, one gradient (or None) per feature map."""
+    def backward(self, dy, input_grad=True):
+        """dy: dL/dlogits -> dL/dx.  features_only: dy is a list, one gradient (or None) per feature map.
+        ``input_grad=False`` (training on images, which need no gradient): the stem conv computes its
+        weight gradient alone and None is returned, as PyTorch skips an input without ``requires_grad``."""
         shapes = self._need_cache(self.cache)
         if not self.features_only:
-            return super().backward(dy)
+            return super().backward(dy, input_grad)
         if not isinstance(dy, (list, tuple)) or len(dy) != len(shapes):
             raise ValueError(f"{self._label()}.backward: features_only needs a list of {len(shapes)} gradients "
                              f"(one per feature map, None for unused), got {type(dy).__name__}"
@@ -124,7 +126,12 @@ class MobileNet(Sequential):
             g = self.blocks[i].backward(g)
         if self._stem_feature:
             g = g + dys[0]
-        return self.conv_stem.backward(self.bn1.backward(self.act1.backward(g)))
+        g = self.bn1.backward(self.act1.backward(g))
+        if not input_grad and _takes_input_grad(self.conv_stem):
+            self.conv_stem.backward(g, input_grad=False)
+            return None
+        dx = self.conv_stem.backward(g)
+        return dx if input_grad else None
 
 
 def init_weights(model, rng=None, bn_eps=None, bn_momentum=None):

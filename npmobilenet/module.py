@@ -313,17 +313,31 @@ class Sequential(Module):
             i += n
         return x
 
-    def backward(self, dy):
+    def backward(self, dy, input_grad=True):
+        """The children's backward in reverse order.  ``input_grad=False``: the input needs no
+        gradient (an image), so the first child, if it can (a conv), skips it; returns None."""
         mods, fused = list(self._children.values()), _fused()
         i = len(mods) - 1
         while i >= 0:
             if i >= 1 and fused.pair(mods[i - 1], mods[i]):
                 dy = fused.backward(mods[i - 1], mods[i], dy)
                 i -= 2
+            elif i == 0 and not input_grad and _takes_input_grad(mods[0]):
+                mods[0].backward(dy, input_grad=False)
+                i -= 1
             else:
                 dy = mods[i].backward(dy)
                 i -= 1
-        return dy
+        return dy if input_grad else None
+
+
+def _takes_input_grad(m):
+    """m.backward accepts ``input_grad`` (Conv2d, Sequential): it can skip the input's gradient."""
+    import inspect
+    try:
+        return "input_grad" in inspect.signature(m.backward).parameters
+    except (TypeError, ValueError):
+        return False
 
 
 def _fused():

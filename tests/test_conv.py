@@ -467,3 +467,23 @@ def test_exhaustive_gradients(k, s, groups_kind, p, path):
                     "multiplier": (3, 3, 6)}[groups_kind]
     for H, W in ((k + 2, k + 3), (k + 3, k + 2)):
         test_gradients_match_finite_differences((2, cin, H, W, cout, k, s, p, g, True), path)
+
+
+@pytest.mark.parametrize("path", PATHS)
+@pytest.mark.parametrize("args,kw", [((3, 8, 3), dict(stride=2, bias=True)), ((8, 8, 3), dict(groups=8)),
+                                     ((8, 16, 1), {}), ((4, 8, 5), dict(groups=2, stride=2))])
+def test_backward_without_input_grad_gives_the_same_weight_grads(args, kw, path):
+    """input_grad=False (an image input) returns None and leaves the weight and bias gradients
+    exactly those of the full backward: dW does not depend on whether dx is computed."""
+    rng = np.random.default_rng(4)
+    conv = Conv2d(*args, **kw, rng=0)
+    x = rng.standard_normal((3, args[0], 11, 11)).astype(np.float32)
+    with on(path):
+        dy = rng.standard_normal(conv(x).shape).astype(np.float32)
+        assert conv.backward(dy).shape == x.shape
+        full = {k: v.copy() for k, v in conv.grads().items()}
+        for v in conv.grads().values():
+            v[...] = np.nan
+        assert conv.backward(dy, input_grad=False) is None
+    for k, v in conv.grads().items():
+        assert np.array_equal(v, full[k]), k

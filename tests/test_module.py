@@ -119,3 +119,37 @@ def test_check_input_messages():
         check_input(layer, np.zeros((1, 5, 2, 2), np.float32), channels=3)
     with pytest.raises(TypeError, match="parameters are float32"):
         check_input(layer, np.zeros((1, 3, 2, 2), np.float64), dtype=np.float32)
+
+
+@pytest.mark.parametrize("name,features", [("mobilenetv3_small_100", False), ("mobilenetv4_conv_small", False),
+                                           ("mobilenetv2_050", True)])
+def test_model_backward_without_input_grad(name, features):
+    """model.backward(dy, input_grad=False), as training calls it, returns None and gives every
+    parameter the gradient of the full backward (the stem conv skips dx only)."""
+    import npmobilenet
+    model = npmobilenet.create_model(name, num_classes=5, features_only=features)
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((2, 3, 64, 64)).astype(np.float32)
+    out = model.forward(x)
+    dy = [rng.standard_normal(f.shape).astype(np.float32) for f in out] if features else \
+        rng.standard_normal(out.shape).astype(np.float32)
+    assert model.backward(dy).shape == x.shape
+    full = {k: v.copy() for k, v in model.grads().items()}
+    model.forward(x)
+    assert model.backward(dy, input_grad=False) is None
+    for k, v in model.grads().items():
+        assert np.array_equal(v, full[k]), k
+
+
+def test_sequential_without_input_grad_when_the_first_layer_cannot_skip_it():
+    """A first child whose backward has no ``input_grad`` (here BN) runs its full backward."""
+    from npmobilenet.nn import BatchNorm2d, Conv2d, Sequential
+    seq = Sequential(BatchNorm2d(3), Conv2d(3, 4, 3))
+    x = np.random.default_rng(1).standard_normal((2, 3, 6, 6)).astype(np.float32)
+    dy = np.ones((2, 4, 6, 6), np.float32)
+    seq.forward(x)
+    seq.backward(dy)
+    full = {k: v.copy() for k, v in seq.grads().items()}
+    seq.forward(x)
+    assert seq.backward(dy, input_grad=False) is None
+    assert all(np.array_equal(v, full[k]) for k, v in seq.grads().items())

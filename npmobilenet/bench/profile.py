@@ -39,6 +39,7 @@ with the same columns (shapes as ``1x16x112x112``).
 """
 import argparse
 import csv
+import functools
 import json
 import os
 import statistics
@@ -83,10 +84,11 @@ class _Timer:
     def _wrap(self, m, pass_, fn):
         key = (self.names[id(m)], pass_)
 
-        def timed(x, *rest):
+        @functools.wraps(fn)        # keeps fn's signature: Sequential asks it for ``input_grad``
+        def timed(x, *rest, **kw):
             self.stack.append(0.0)
             t = self.clock()
-            y = fn(x, *rest)
+            y = fn(x, *rest, **kw)
             dt = self.clock() - t
             inner = self.stack.pop()
             if self.stack:
@@ -130,7 +132,7 @@ def profile(model, x, labels=None, train=False, repeats=3, clock="wall"):
                 crit.forward(logits, labels)
                 dlogits = crit.backward()
                 t2 = now()
-                model.backward(dlogits)
+                model.backward(dlogits, input_grad=False)   # as in training: images need no gradient
                 t3 = now()
                 opt.step()
                 extra["loss"].append(t2 - t1)

@@ -133,13 +133,14 @@ def conv_forward(x, Wg, kernel, stride, padding, out_hw, epilogue=None):
     return y
 
 
-def conv_backward(dy, x, Wg, kernel, stride, padding):
-    """(dx, dW (G, Og, Cg*kh*kw)) of ``conv_forward``, recomputing each chunk's columns."""
+def conv_backward(dy, x, Wg, kernel, stride, padding, input_grad=True):
+    """(dx, dW (G, Og, Cg*kh*kw)) of ``conv_forward``, recomputing each chunk's columns.
+    ``input_grad=False`` skips dx (returned as None): the product for dX_col and col2im."""
     N, G, Og = x.shape[0], Wg.shape[0], Wg.shape[1]
     Ho, Wo = dy.shape[2:]
     P = pitch(x.shape, stride, padding)
     nb, chunks = _chunks(x.shape, *kernel, Ho, P)
-    dx = buffers.empty(x.shape, x.dtype)
+    dx = buffers.empty(x.shape, x.dtype) if input_grad else None
     dw = np.empty((chunks,) + Wg.shape, x.dtype)
 
     def chunk(t, serial=True):
@@ -151,6 +152,8 @@ def conv_backward(dy, x, Wg, kernel, stride, padding):
         dYp[..., :Wo] = dy[n0:n1]
         dYk = dYp.reshape(k, G, Og, Ho * P)
         np.matmul(dYk, cols.swapaxes(-1, -2)).sum(axis=0, out=dw[t])
+        if not input_grad:
+            return
         dcols = buffers.empty((k, G, Wg.shape[2], Ho * P), x.dtype)
         if serial:
             np.matmul(Wg.swapaxes(-1, -2), dYk, out=dcols)

@@ -120,15 +120,17 @@ def conv2d_forward(x, w, b=None, stride=1, padding=None, groups=1):
     return _forward(x, w, b, stride, padding, groups, out_hw)
 
 
-def conv2d_backward(dy, cache):
+def conv2d_backward(dy, cache, input_grad=True):
     """Gradients of ``conv2d_forward`` with respect to x, w and b.
 
     Inputs:
     - dy: (N, O, Ho, Wo), the upstream gradient dL/dy (not modified)
     - cache: the ``ConvCache`` from the forward call (not modified)
+    - input_grad: False skips dx (PyTorch's ``requires_grad=False`` input: the image fed to the
+      stem needs no gradient, and dx is half of that layer's backward)
 
     Returns a tuple of:
-    - dx: (N, C, H, W)
+    - dx: (N, C, H, W), or None when ``input_grad`` is False
     - dw: (O, C/G, kh, kw)
     - db: (O,), or None when the forward had no bias
 
@@ -146,11 +148,11 @@ def conv2d_backward(dy, cache):
     """
     _check_dy(dy, cache, "conv2d_backward")
     if backend.fast():
-        dx, dw = _backward_fast(dy, cache)
+        dx, dw = _backward_fast(dy, cache, input_grad=input_grad)
     else:
-        dx, dw = _backward_plain(dy, cache)
+        dx, dw = _backward_plain(dy, cache, input_grad)
     db = dy.sum(axis=(0, 2, 3)) if cache.has_bias else None
-    return dx, dw, db
+    return (dx if input_grad else None), dw, db
 
 
 def _check_dy(dy, cache, who):
@@ -204,12 +206,14 @@ def _forward_plain(x, w, stride, padding, groups):
     return y.reshape(N, O, *_out_hw(x.shape, w.shape[2:], stride, padding, ""))
 
 
-def _backward_plain(dy, cache):
+def _backward_plain(dy, cache, input_grad=True):
     x, w, _, stride, padding, G = cache
     N, O, Ho, Wo = dy.shape
     cols = _im2col_plain(x, w.shape[2:], stride, padding, G)        # (N, G, K, L), recomputed
     dY = dy.reshape(N, G, O // G, Ho * Wo)                          # (N, G, Og, L)
     dw = (dY @ cols.swapaxes(-1, -2)).sum(axis=0)                   # (G, Og, K)
+    if not input_grad:
+        return None, dw.reshape(w.shape)
     dcols = w.reshape(G, O // G, -1).swapaxes(-1, -2) @ dY          # (N, G, K, L)
     dx = _col2im_plain(dcols.reshape(N, x.shape[1], *w.shape[2:], Ho, Wo), x.shape,
                        w.shape[2:], stride, padding)
@@ -243,13 +247,15 @@ def _forward_fast(x, w, stride, padding, groups, out_hw, method="auto"):
     return i2c.conv_forward(x, Wg, w.shape[2:], stride, padding, out_hw)
 
 
-def _backward_fast(dy, cache, method="auto"):
+def _backward_fast(dy, cache, method="auto", input_grad=True):
     from ..kernels import depthwise as dwk, im2col as i2c, pointwise
     x, w, _, stride, padding, G = cache
     N, C = x.shape[:2]
     O, Ho, Wo = dy.shape[1:]
     Wg = w.reshape(G, O // G, -1)                              # (G, Og, K)
     kind = _kind(x.shape, w.shape, padding, G, method)
+    if not input_grad and kind == "im2col":      # the stem's case; the others compute dx anyway
+        return None, i2c.conv_backward(dy, x, Wg, w.shape[2:], stride, padding, input_grad=False)[1].reshape(w.shape)
     if kind == "depthwise":
         return dwk.depthwise_backward_fast(dy, x, w, stride, padding)
     if kind == "pointwise":
@@ -327,10 +333,11 @@ class Conv2d(Module):
         y, self.cache = _forward(x, self.weight, b, self.stride, self.padding, self.groups, out_hw)
         return y
 
-    def backward(self, dy):
-        """dy (N, O, Ho, Wo) -> dx (N, C, H, W); overwrites the ``weight`` (and ``bias``) grads."""
+    def backward(self, dy, input_grad=True):
+        """dy (N, O, Ho, Wo) -> dx (N, C, H, W); overwrites the ``weight`` (and ``bias``) grads.
+        ``input_grad=False``: the weight grads alone, returns None (an input that needs no gradient)."""
         _check_dy(dy, self._need_cache(self.cache), f"{self._label()}.backward")
-        dx, dw, db = conv2d_backward(dy, self.cache)
+        dx, dw, db = conv2d_backward(dy, self.cache, input_grad)
         self._set_grad("weight", dw)
         if db is not None:
             self._set_grad("bias", db)

@@ -4,7 +4,7 @@ One step is the whole of backpropagation, by hand::
 
     logits = model.forward(x)                  # (B, num_classes)
     loss   = crit.forward(logits, y)           # label-smoothed cross-entropy, a scalar
-    model.backward(crit.backward())            # every layer's grads() now hold dL/dparameter
+    model.backward(crit.backward(), input_grad=False)   # grads() now hold dL/dparameter (the images need none)
     optimizer.step(lr=schedule(step))          # the update rule changes the parameters in place
     ema.update(model)                          # (optional) the running average of the weights
 
@@ -212,7 +212,7 @@ class Trainer:
                 raise self._diverged("the logits") from None
             if not math.isfinite(loss):
                 raise self._diverged(f"the loss ({loss})")
-            self.model.backward(self.crit.backward())
+            self.model.backward(self.crit.backward(), input_grad=False)   # images need no gradient
             self.lr = self.schedule(self.step)
             self.optimizer.step(lr=self.lr)
             if self.ema is not None:
