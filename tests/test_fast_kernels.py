@@ -225,12 +225,14 @@ def test_depthwise_on_small_maps_equals_plain(shape, k, s, p, dtype, tol):
     rng = np.random.default_rng(8)
     x = rng.standard_normal(shape).astype(dtype)
     w = rng.standard_normal((shape[1], 1, kh, kw)).astype(dtype)
-    assert depthwise_small.applies(x.shape, w.shape)
-
-    def run():
-        y, cache = conv2d_forward(x, w, None, s, p, shape[1])
-        return (y,) + conv2d_backward(np.cos(y), cache)[:2]
-    for f, r in zip(*_both(run)):
+    st, pd = (s, s) if isinstance(s, int) else s, (kh // 2, kw // 2) if p is None else \
+        ((p, p) if isinstance(p, int) else p)
+    with backend.plain():           # the reference: the plain path's y, dx, dw
+        y, cache = conv2d_forward(x, w, None, st, pd, shape[1])
+        want = (y,) + conv2d_backward(np.cos(y), cache)[:2]
+    got = (depthwise_small.forward_fast(x, w, st, pd, y.shape[2:]),) + \
+        depthwise_small.backward_fast(np.cos(y), x, w, st, pd)   # this path, whatever dispatch picks
+    for f, r in zip(got, want):
         assert f.dtype == dtype and f.shape == r.shape and f.flags.c_contiguous
         np.testing.assert_allclose(f, r, rtol=tol, atol=tol * np.abs(r).max())
 
@@ -239,6 +241,17 @@ def test_depthwise_small_maps_path_is_not_taken_for_a_multiplier():
     from npmobilenet.kernels import depthwise_small
     assert not depthwise_small.applies((2, 4, 2, 2), (8, 1, 3, 3))
     assert not depthwise_small.applies((2, 4, 9, 8), (4, 1, 3, 3))   # 72 pixels: the plane path
+
+
+@pytest.mark.parametrize("shape,fwd,bwd", [((128, 8, 1, 1), True, True), ((16, 8, 4, 4), True, True),
+                                           ((16, 8, 7, 7), False, True), ((16, 8, 8, 8), False, False),
+                                           ((2, 8, 7, 7), True, True), ((3, 8, 8, 8), True, True)])
+def test_depthwise_small_maps_path_is_taken_where_measured_faster(shape, fwd, bwd):
+    """The rule of depthwise_small's docstring: at batch >= 4, 4x4 maps forward and 7x7 backward."""
+    from npmobilenet.kernels import depthwise_small
+    w_shape = (shape[1], 1, 3, 3)
+    assert depthwise_small.applies(shape, w_shape) is fwd
+    assert depthwise_small.applies(shape, w_shape, backward=True) is bwd
 
 
 def test_buffers_let_go_of_shapes_no_longer_used(monkeypatch):

@@ -152,7 +152,7 @@ def depthwise_forward_fast(x, w, stride, padding, out_hw):
 
 def depthwise_backward_fast(dy, x, w, stride, padding):
     """Wrapper: returns (dx, dw) with the shapes of x and w."""
-    if depthwise_small.applies(x.shape, w.shape):
+    if depthwise_small.applies(x.shape, w.shape, backward=True):
         return depthwise_small.backward_fast(dy, x, w, stride, padding)
     N, C, H, W = x.shape
     where, run, taps, P, plen, nb, nphase = _layout(x.shape, w.shape, stride, padding)

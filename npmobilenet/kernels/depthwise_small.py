@@ -11,10 +11,14 @@ that lands inside the image, one loop over the C channels does
 
 a contiguous loop over channels that LLVM vectorises; taps that read only padding are skipped.
 For a 1x1 map channels-last is NCHW (no transpose at all); for larger maps the transposes cost
-one cheap pass each way.  Measured (1 thread, forward / backward ms, this path against the plane
-path): 128x96x4x4 5x5/s2 0.26 / 0.42 against 0.83 / 2.0; 16x960x7x7 5x5 3.7 / 6.9 against
-5.4 / 11.7; 16x240x14x14 5x5 3.4 / 6.3 against 2.6 / 6.5; 16x120x28x28 7.4 / 13 against
-3.8 / 9.6.  Hence maps of up to ``MAX_PIXELS`` = 64 pixels (8x8) come here.  The backward pass
+one pass each way.  Which path is faster depends on the map and the batch (measured, 2 threads,
+forward / backward ms, this path against the plane path, after the plane path's copies were made
+to vectorise): 128x576x1x1 5x5 0.24 / 0.41 against 8.8 / 26; 16x576x4x4 5x5 0.68 / 1.6 against
+1.3 / 3.6; 16x512x7x7 5x5 3.3 / 5.2 against 1.9 / 5.9; 16x576x8x8 5x5 4.6 / 7.2 against
+2.2 / 5.5; 2x960x7x7 5x5 0.55 / 1.5 against 0.88 / 1.4; 1x256x8x8 3x3 0.06 / 0.09 against
+0.08 / 0.15.  Hence (``applies``): maps of at most ``MAX_PIXELS`` = 64 pixels (8x8) at batch
+< 4, where the plane path has few images to stack; at larger batches maps of at most 16 pixels
+(4x4) forward and 49 (7x7) backward.  The backward pass
 is (1) read the other way round:
 
     dx[n, ih, iw, :] += w[i, j, :] * dy[n, oh, ow, :]
@@ -30,7 +34,9 @@ from numba import njit
 from . import buffers
 from .threads import run_parts
 
-MAX_PIXELS = 64        # maps of at most this many pixels (8x8) take this path
+MAX_PIXELS = 64        # maps of at most this many pixels (8x8) at batch < 4 take this path, and
+MAX_PIXELS_FORWARD = 16   # at batch >= 4 maps of at most 4x4 forward
+MAX_PIXELS_BACKWARD = 49  # and 7x7 backward
 _IMAGES_PER_PART = 8
 
 
@@ -83,9 +89,12 @@ def backward(x, w, dy, dx, dw_part, sh, sw, ph, pw, n0, n1):
                             dwt[c] += g[c] * src[c]
 
 
-def applies(x_shape, w_shape):
-    """True for a multiplier-1 depthwise conv on maps of at most ``MAX_PIXELS`` pixels."""
-    return x_shape[2] * x_shape[3] <= MAX_PIXELS and w_shape[0] == x_shape[1]
+def applies(x_shape, w_shape, backward=False):
+    """True if this path is the faster for a multiplier-1 depthwise conv (module docstring)."""
+    N, pixels = x_shape[0], x_shape[2] * x_shape[3]
+    if w_shape[0] != x_shape[1] or pixels > MAX_PIXELS:
+        return False
+    return N < 4 or pixels <= (MAX_PIXELS_BACKWARD if backward else MAX_PIXELS_FORWARD)
 
 
 def _nhwc(a):
