@@ -19,7 +19,7 @@ ranges in parallel; no two ranges write the same plane, so there are no races.
 import numpy as np
 from numba import njit
 
-from . import buffers, phases, threads
+from . import buffers, phases, pointwise, threads
 from .phases import gather, scatter
 from .threads import run_chunks
 
@@ -151,7 +151,7 @@ def conv_backward(dy, x, Wg, kernel, stride, padding, input_grad=True):
         dYp[..., Wo:] = 0
         dYp[..., :Wo] = dy[n0:n1]
         dYk = dYp.reshape(k, G, Og, Ho * P)
-        np.matmul(dYk, cols.swapaxes(-1, -2)).sum(axis=0, out=dw[t])
+        pointwise.weight_grad(dYk, cols, dw[t])
         if not input_grad:
             return
         dcols = buffers.empty((k, G, Wg.shape[2], Ho * P), x.dtype)
