@@ -33,6 +33,8 @@ strided view).
 Padding positions are never written by ``scatter``, so a buffer that starts at zero keeps its
 zero padding across planes.
 """
+import functools
+
 import numpy as np
 from numba import njit
 
@@ -46,6 +48,19 @@ def geometry(H, W, stride, padding):
     return P, -(-(H + 2 * ph) // sh) * P
 
 
+def _cached(f):
+    """Compute once per geometry: the tables are the same for every call of a layer (measured:
+    recomputing them was 1.5 % of a MobileNetV4 training step).  The arrays are shared, not copied:
+    read them, never write them (they stay writable so that Numba sees the same array type)."""
+    cached = functools.lru_cache(maxsize=1024)(f)
+
+    @functools.wraps(f)
+    def call(*args):
+        return cached(*(tuple(int(v) for v in a) if isinstance(a, (tuple, list)) else int(a) for a in args))
+    return call
+
+
+@_cached
 def table(H, W, stride, padding, plane_stride):
     """Flat position, in a buffer of phase planes ``plane_stride`` apart, of each pixel of an (H, W)
     plane (row-major), for the image at offset 0."""
@@ -55,6 +70,7 @@ def table(H, W, stride, padding, plane_stride):
     return (((r % sh) * sw + c % sw) * plane_stride + (r // sh) * P + c // sw).reshape(-1).astype(np.int64)
 
 
+@_cached
 def taps(kh, kw, stride, P, plane_stride):
     """Start of tap (i, j)'s read window, ``i*kw + j`` order: its phase plane plus its offset."""
     sh, sw = stride
