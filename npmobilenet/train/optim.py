@@ -41,6 +41,7 @@ from fnmatch import fnmatchcase
 import numpy as np
 
 from ..module import Module
+from ..ops import backend
 
 
 def decays(name, value, exclude_1d=True, no_weight_decay=()):
@@ -202,6 +203,13 @@ class SGD(Optimizer):
         super().__init__(params, grads, lr=lr, weight_decay=weight_decay, **kw)
 
     def _update(self, p, g, wd, state):
+        v = state["momentum_buffer"]
+        if backend.fast() and p.flags.c_contiguous and g.flags.c_contiguous and v.flags.c_contiguous \
+                and p.dtype == g.dtype == v.dtype:       # the same arithmetic in one pass (kernels/sgd.py)
+            from ..kernels.sgd import sgd
+            sgd(p.reshape(-1), g.reshape(-1), v.reshape(-1), self.lr, self.momentum, 1 - self.dampening, wd,
+                self.nesterov, self.step_count == 1)
+            return
         if wd:
             g = g + wd * p
         if self.momentum:
