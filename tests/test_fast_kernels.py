@@ -286,7 +286,8 @@ def _chain(act_cls, dtype, training):
 @pytest.mark.parametrize("act_cls", [A.ReLU, A.ReLU6, A.Hardswish])
 def test_fused_bn_activation_equals_the_layers_run_apart(act_cls, dtype, training):
     from npmobilenet.ops import fused
-    runs = []
+    from npmobilenet.ops.batchnorm import xhat_of
+    runs, xhats = [], []
     for fuse in (True, False):
         seq, x, dy = _chain(act_cls, dtype, training)
         bn, act = seq[1], seq[2]
@@ -297,13 +298,28 @@ def test_fused_bn_activation_equals_the_layers_run_apart(act_cls, dtype, trainin
             assert not fused.pair(bn, act)
         y = seq.forward(x)
         kept = [y, bn.running_mean.copy(), bn.running_var.copy(), act.cache[0] if isinstance(act.cache, tuple)
-                else act.cache, bn.cache.xhat if training else bn.cache.x]
+                else act.cache] + ([] if training else [bn.cache.x])
+        xhats.append(xhat_of(bn.cache))
         runs.append((kept, [seq.backward(dy)] + [g.copy() for g in seq.grads().values()]))
     for a, b in zip(runs[0][0], runs[1][0]):          # forward: the same operations, bit for bit
         _same(np.asarray(a), np.asarray(b))
+    if training:        # fused, BN keeps x and xhat is recomputed (here in NumPy): equal to rounding
+        eps = np.finfo(dtype).eps
+        np.testing.assert_allclose(xhats[0], xhats[1], rtol=4 * eps, atol=4 * eps * np.abs(xhats[1]).max())
     tol = 1e-12 if dtype == np.float64 else 1e-5       # backward: BN's sums may be vectorised in
     for a, b in zip(runs[0][1], runs[1][1]):           # another order (float64 accumulators)
         np.testing.assert_allclose(a, b, rtol=tol, atol=tol * np.abs(b).max())
+
+
+@pytest.mark.parametrize("act_cls", [A.ReLU, A.Hardswish])
+def test_fused_training_bn_keeps_its_input_not_a_written_xhat(act_cls):
+    """The fused training forward references the conv's output for BN's backward (no xhat array)."""
+    seq, x, dy = _chain(act_cls, np.float32, True)
+    conv, bn = seq[0], seq[1]
+    seq.forward(x)
+    assert bn.cache.xhat is None and bn.cache.stats.dtype == np.float64 and bn.cache.stats.shape == (2, 24)
+    h = conv.forward(x)                    # the same conv output again, for comparison
+    np.testing.assert_array_equal(bn.cache.x, h)
 
 
 @pytest.mark.parametrize("act_cls", [A.ReLU, A.Hardswish])

@@ -36,28 +36,63 @@ _INV_SQRT2 = 1.0 / math.sqrt(2.0)
 _INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
 
 
+# Batch norm in training mode.  The kernels themselves carry no fast-math flag, so every per-value
+# operation is computed as written, in every kernel that does it (here and in bn_act.py, fused
+# with an activation): Numba compiles a helper into its caller with the caller's flags, and under
+# reassociation LLVM rewrites (x - mu) * inv * g + b differently in different loops (measured:
+# outputs 1 ulp apart between two kernels of the same source lines).  Only the float64 sums, in
+# the helpers ``bn_stats`` and ``bn_sums``, are compiled with reassociation.
 @njit(cache=True, nogil=True, fastmath=_FM)
+def bn_stats(x, c):
+    """Mean and biased variance of channel c of x (N, C, L), in float64.
+
+    Two passes (mean first, then squared deviations): the one-pass E[x^2] - E[x]^2 cancels
+    catastrophically when |mean| >> std.
+    """
+    n, _, l = x.shape
+    s = 0.0
+    for i in range(n):
+        for j in range(l):
+            s += x[i, c, j]
+    mu = s / (n * l)
+    ss = 0.0
+    for i in range(n):
+        for j in range(l):
+            d = x[i, c, j] - mu
+            ss += d * d
+    return mu, ss / (n * l)
+
+
+@njit(cache=True, nogil=True, fastmath=_FM)
+def bn_sums(dy, xhat, c):
+    """(sum dy, sum dy * xhat) over channel c, in float64."""
+    n, _, l = dy.shape
+    sdy = 0.0
+    sdyx = 0.0
+    for i in range(n):
+        for j in range(l):
+            g = dy[i, c, j]
+            sdy += g
+            sdyx += g * xhat[i, c, j]
+    return sdy, sdyx
+
+
+@njit(cache=True, nogil=True)
+def bn_normalise(v, mu, inv):
+    """xhat = (v - mu) * inv: the forward's normalisation, and the backward's recomputation of it
+    when a fused forward kept x (``bn_act.py``)."""
+    return (v - mu) * inv
+
+
+@njit(cache=True, nogil=True)
 def bn_train_forward(x, gamma, beta, eps, y, xhat, mean, var, start, stop):
     """Batch statistics and normalisation of channels ``start <= c < stop``, one per iteration.
 
     x, y, xhat: (N, C, L); gamma, beta: (C,); writes y, xhat, mean (C,), var (C,) (biased).
-    Two passes for the variance (mean first, then squared deviations): the one-pass
-    E[x^2] - E[x]^2 cancels catastrophically when |mean| >> std.
     """
     n, c_total, l = x.shape
-    m = n * l
     for c in range(start, stop):
-        s = 0.0
-        for i in range(n):
-            for j in range(l):
-                s += x[i, c, j]
-        mu = s / m
-        ss = 0.0
-        for i in range(n):
-            for j in range(l):
-                d = x[i, c, j] - mu
-                ss += d * d
-        v = ss / m
+        mu, v = bn_stats(x, c)
         mean[c] = mu
         var[c] = v
         inv = 1.0 / math.sqrt(v + eps)
@@ -65,12 +100,12 @@ def bn_train_forward(x, gamma, beta, eps, y, xhat, mean, var, start, stop):
         b = beta[c]
         for i in range(n):
             for j in range(l):
-                xh = (x[i, c, j] - mu) * inv
+                xh = bn_normalise(x[i, c, j], mu, inv)
                 xhat[i, c, j] = xh
                 y[i, c, j] = g * xh + b
 
 
-@njit(cache=True, nogil=True, fastmath=_FM)
+@njit(cache=True, nogil=True)
 def bn_train_backward(dy, xhat, gamma, invstd, dx, dgamma, dbeta, start, stop):
     """Training-mode backward of channels ``start <= c < stop``, one per iteration.
 
@@ -80,13 +115,7 @@ def bn_train_backward(dy, xhat, gamma, invstd, dx, dgamma, dbeta, start, stop):
     n, c_total, l = dy.shape
     m = n * l
     for c in range(start, stop):
-        sdy = 0.0
-        sdyx = 0.0
-        for i in range(n):
-            for j in range(l):
-                g = dy[i, c, j]
-                sdy += g
-                sdyx += g * xhat[i, c, j]
+        sdy, sdyx = bn_sums(dy, xhat, c)
         dgamma[c] = sdyx
         dbeta[c] = sdy
         k = gamma[c] * invstd[c] / m

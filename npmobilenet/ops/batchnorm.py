@@ -35,10 +35,22 @@ from ..kernels.threads import run_chunks
 from ..module import DEFAULT_DTYPE, Module, check_input
 from . import _checks, backend
 
-BNCache = namedtuple("BNCache", "xhat gamma invstd training mean var x", defaults=(None,))
+BNCache = namedtuple("BNCache", "xhat gamma invstd training mean var x stats", defaults=(None, None))
 BNCache.__doc__ = """What backward needs (xhat, gamma, invstd, mode) and the statistics used (mean, var).
 The fast eval path keeps the input ``x`` instead of ``xhat`` (None): an inference pass then writes
-one array, and a backward in eval mode recomputes xhat."""
+one array, and a backward in eval mode recomputes xhat.  So does a training-mode BN run fused with
+its activation (``fused.py``), keeping also ``stats`` (2, C) float64, the mean and 1/std its xhat
+was computed with, so that the recomputed xhat is the one its forward used (``xhat_of``)."""
+
+
+def xhat_of(cache):
+    """The normalised input xhat (N, C, H, W) of a ``BNCache``, recomputed when only x was kept."""
+    if cache.xhat is not None:
+        return cache.xhat
+    if cache.stats is not None:       # fused training forward: its own float64 mean and 1/std
+        mu, inv = (cache.stats[k][None, :, None, None] for k in (0, 1))
+        return ((cache.x - mu) * inv).astype(cache.x.dtype)
+    return (cache.x - _per_channel(cache.mean)) * _per_channel(cache.invstd)
 
 
 def batchnorm_forward(x, gamma, beta, eps=1e-5, training=True, running_mean=None, running_var=None):
@@ -159,9 +171,7 @@ def _forward_plain(x, gamma, beta, eps, mean, var, training):
 
 
 def _backward_plain(dy, cache):
-    xhat, gamma, s = cache.xhat, cache.gamma, _per_channel(cache.invstd)
-    if xhat is None:                                 # the fast eval forward kept x instead
-        xhat = (cache.x - _per_channel(cache.mean)) * s
+    xhat, gamma, s = xhat_of(cache), cache.gamma, _per_channel(cache.invstd)
     dbeta = dy.sum(axis=(0, 2, 3))
     dgamma = (dy * xhat).sum(axis=(0, 2, 3))
     dxhat = dy * _per_channel(gamma)
@@ -203,7 +213,7 @@ def _backward_train_fast(dy, cache):
     N, C = dy.shape[:2]
     dx = buffers.empty(dy.shape, dy.dtype)
     dgamma, dbeta = np.empty(C, dy.dtype), np.empty(C, dy.dtype)
-    run_chunks(K.bn_train_backward, C, _as3d(dy), cache.xhat.reshape(N, C, -1), cache.gamma, cache.invstd,
+    run_chunks(K.bn_train_backward, C, _as3d(dy), _as3d(xhat_of(cache)), cache.gamma, cache.invstd,
                dx.reshape(N, C, -1), dgamma, dbeta, work=3 * dy.size)
     return dx, dgamma, dbeta
 

@@ -5,8 +5,9 @@ Every MobileNet block is a chain conv -> BN -> activation (timm fuses the last t
 back, and in backward the activation writes dz and BN reads it back twice; those passes cost 20 %
 of a MobileNetV4 forward at batch 16 and do not get faster with a second core, being memory
 bound.  ``kernels/bn_act.py`` does both layers in one pass each way.  The fused functions here
-leave in each module exactly the cache it would have left, so a fused forward may be followed by
-the modules' own backward and the other way round.  The forward gives bit-for-bit the layers'
+leave in each module a cache its own backward reads (BN's keeps its input x and the statistics
+instead of a written xhat, as its eval path does), so a fused forward may be followed by the
+modules' own backward and the other way round.  The forward gives bit-for-bit the layers'
 results; the backward's per-channel sums (float64) may be vectorised in another order, so its
 results agree to float rounding (the tests check both).
 
@@ -67,16 +68,16 @@ def forward(bn, act, x):
     if bn.training:
         if x.size // max(C, 1) < 2:
             bn.forward(x)                    # raises the layer's own clear error
-        xhat, mean, var = buffers.empty(x.shape, x.dtype), np.empty(C, x.dtype), np.empty(C, x.dtype)
-        xh3 = xhat.reshape(N, C, -1)
+        mean, var, stats = np.empty(C, x.dtype), np.empty(C, x.dtype), np.empty((2, C), np.float64)
         if mask_kind is not None:
-            run_chunks(K.mask_train_forward, C, x3, gamma, beta, bn.eps, mask_kind, y3, xh3, aux3, mean, var,
+            run_chunks(K.mask_train_forward, C, x3, gamma, beta, bn.eps, mask_kind, y3, aux3, mean, var, stats,
                        work=3 * x.size)
         else:
-            run_chunks(K.hswish_train_forward, C, x3, gamma, beta, bn.eps, y3, xh3, aux3, mean, var,
+            run_chunks(K.hswish_train_forward, C, x3, gamma, beta, bn.eps, y3, aux3, mean, var, stats,
                        work=3 * x.size)
         invstd = 1.0 / np.sqrt(var + bn.eps)
-        bn.cache = BNCache(xhat, gamma, invstd, True, mean, var)
+        # x (the conv's output, referenced) instead of a written xhat: see kernels/bn_act.py
+        bn.cache = BNCache(None, gamma, invstd, True, mean, var, x3.reshape(x.shape), stats)
         new_mean, new_var = batchnorm_running_update(bn.running_mean, bn.running_var, mean, var,
                                                      x.size // C, bn.momentum)
         np.copyto(bn.running_mean, new_mean)
@@ -96,16 +97,16 @@ def forward(bn, act, x):
 def backward(bn, act, dy):
     """bn.backward(act.backward(dy)) in one pass when BN ran in training mode, else the two."""
     cache, kept = bn.cache, act.cache
-    if cache is None or kept is None or not cache.training:
-        return bn.backward(act.backward(dy))
+    if cache is None or kept is None or not cache.training or cache.stats is None:
+        return bn.backward(act.backward(dy))      # (stats is None: BN's own forward ran, keeping xhat)
     mask = type(act) in _MASK_KIND
     aux = kept[0] if mask else kept
     from ._checks import upstream
-    upstream(f"{act._label()}.backward", dy, aux.shape, cache.xhat.dtype)
+    upstream(f"{act._label()}.backward", dy, aux.shape, cache.x.dtype)
     N, C = dy.shape[:2]
     dx = buffers.empty(dy.shape, dy.dtype)
     dgamma, dbeta = np.empty(C, dy.dtype), np.empty(C, dy.dtype)
-    args = (_as3d(dy), aux.reshape(N, C, -1), cache.xhat.reshape(N, C, -1), cache.gamma, cache.invstd,
+    args = (_as3d(dy), aux.reshape(N, C, -1), _as3d(cache.x), cache.stats, cache.gamma, cache.invstd,
             dx.reshape(N, C, -1), dgamma, dbeta)
     run_chunks(K.mask_train_backward if mask else K.hswish_train_backward, C, *args, work=3 * dy.size)
     bn._set_grad("weight", dgamma)
