@@ -17,6 +17,8 @@ Children and parameters are registered by plain attribute assignment, as in ``to
 """
 from __future__ import annotations
 
+import inspect
+
 import numpy as np
 
 DEFAULT_DTYPE = np.float32
@@ -333,7 +335,6 @@ class Sequential(Module):
 
 def _takes_input_grad(m):
     """m.backward accepts ``input_grad`` (Conv2d, Sequential): it can skip the input's gradient."""
-    import inspect
     try:
         return "input_grad" in inspect.signature(m.backward).parameters
     except (TypeError, ValueError):

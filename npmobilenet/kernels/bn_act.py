@@ -6,9 +6,9 @@ reads it back twice.  Those are whole-tensor passes through memory, which on two
 faster with more threads.  Fused, the activation is applied to each z as it is computed and dz is
 formed as it is read, so z and dz never go to memory (z does for hard-swish, whose backward needs
 it).  Each value goes through exactly the operations, in the same order and precision, of the
-separate kernels (``elementwise.py``), so the forward results and the caches left behind are bit
-for bit the separate layers'; in the backward LLVM may vectorise the float64 sums over a channel
-in another order, so dx, dgamma and dbeta agree to float rounding.
+separate kernels (``elementwise.py``), so the forward results (and the activation's cache) are
+bit for bit the separate layers'; in the backward LLVM may vectorise the float64 sums over a
+channel in another order, so dx, dgamma and dbeta agree to float rounding.
 
 Two families, by what the activation's backward keeps: ``mask`` (ReLU, ``kind`` 0, and ReLU6,
 ``kind`` 1: a bool mask) and ``hswish`` (hard-swish: its input z).  Arrays are (N, C, L) views;

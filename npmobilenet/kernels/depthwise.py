@@ -131,7 +131,7 @@ def _layout(x_shape, w_shape, stride, padding):
             phases.taps(w_shape[2], w_shape[3], stride, P, plane_stride), P, plen, nb, nphase)
 
 
-@phases._cached
+@phases.per_geometry
 def _out_where(out_hw, P):
     """Position oh*P + ow of each output pixel (row-major) in the pitch-P layout."""
     return (np.arange(out_hw[0])[:, None] * P + np.arange(out_hw[1])[None, :]).reshape(-1)

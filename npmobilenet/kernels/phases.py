@@ -48,7 +48,7 @@ def geometry(H, W, stride, padding):
     return P, -(-(H + 2 * ph) // sh) * P
 
 
-def _cached(f):
+def per_geometry(f):
     """Compute once per geometry: the tables are the same for every call of a layer (measured:
     recomputing them was 1.5 % of a MobileNetV4 training step).  The arrays are shared, not copied:
     read them, never write them (they stay writable so that Numba sees the same array type)."""
@@ -60,7 +60,7 @@ def _cached(f):
     return call
 
 
-@_cached
+@per_geometry
 def table(H, W, stride, padding, plane_stride):
     """Flat position, in a buffer of phase planes ``plane_stride`` apart, of each pixel of an (H, W)
     plane (row-major), for the image at offset 0."""
@@ -70,7 +70,7 @@ def table(H, W, stride, padding, plane_stride):
     return (((r % sh) * sw + c % sw) * plane_stride + (r // sh) * P + c // sw).reshape(-1).astype(np.int64)
 
 
-@_cached
+@per_geometry
 def taps(kh, kw, stride, P, plane_stride):
     """Start of tap (i, j)'s read window, ``i*kw + j`` order: its phase plane plus its offset."""
     sh, sw = stride

@@ -213,7 +213,6 @@ class SGD(Optimizer):
         if wd:
             g = g + wd * p
         if self.momentum:
-            v = state["momentum_buffer"]
             if self.step_count == 1:
                 v[...] = g
             else:
