@@ -254,6 +254,66 @@ def test_depthwise_small_maps_path_is_taken_where_measured_faster(shape, fwd, bw
     assert depthwise_small.applies(shape, w_shape, backward=True) is bwd
 
 
+# ---- stride-1 depthwise at the input's row pitch -------------------------------------------------
+S1_DW = [((2, 3, 16, 16), 3), ((3, 4, 17, 23), 3), ((1, 5, 40, 3), 3), ((2, 3, 3, 90), 3),
+         ((2, 3, 16, 19), 5), ((1, 4, 5, 64), 5), ((2, 2, 64, 5), 5), ((1, 2, 56, 56), 5), ((2, 2, 10, 10), 5)]
+
+
+@pytest.mark.parametrize("dtype,tol", [(np.float64, 1e-12), (np.float32, 1e-5)])
+@pytest.mark.parametrize("shape,k", S1_DW)
+def test_depthwise_stride1_kernel_equals_plain(shape, k, dtype, tol):
+    """kernels/depthwise_s1.py called directly (whatever dispatch picks), against the plain path,
+    on maps as narrow and as flat as the kernel: every edge and corner case of its masks."""
+    from npmobilenet.kernels import depthwise_s1
+    rng = np.random.default_rng(11)
+    x = rng.standard_normal(shape).astype(dtype)
+    w = rng.standard_normal((shape[1], 1, k, k)).astype(dtype)
+    dy = rng.standard_normal(shape).astype(dtype)
+    with backend.plain():
+        y, cache = conv2d_forward(x, w, None, 1, k // 2, shape[1])
+        want = (y,) + conv2d_backward(dy, cache)[:2]
+    got = (depthwise_s1.forward_fast(x, w),) + depthwise_s1.backward_fast(dy, x, w)
+    for f, r in zip(got, want):
+        assert f.dtype == dtype and f.shape == r.shape and f.flags.c_contiguous
+        np.testing.assert_allclose(f, r, rtol=tol, atol=tol * np.abs(r).max())
+
+
+def test_depthwise_stride1_kernel_does_not_depend_on_the_thread_count():
+    from npmobilenet.kernels import depthwise_s1
+    rng = np.random.default_rng(12)
+    x = rng.standard_normal((4, 48, 32, 32)).astype(np.float32)       # large enough to run in parallel
+    w = rng.standard_normal((48, 1, 5, 5)).astype(np.float32)
+    dy = rng.standard_normal(x.shape).astype(np.float32)
+    before = threads.num_threads()
+    try:
+        threads.set_num_threads(1)
+        one = (depthwise_s1.forward_fast(x, w).copy(),) + tuple(a.copy() for a in depthwise_s1.backward_fast(dy, x, w))
+        threads.set_num_threads(2)
+        two = (depthwise_s1.forward_fast(x, w),) + depthwise_s1.backward_fast(dy, x, w)
+    finally:
+        threads.set_num_threads(before)
+    for a, b in zip(one, two):
+        _same(a, b)
+
+
+@pytest.mark.parametrize("x_shape,w_shape,stride,padding,taken", [
+    ((16, 72, 56, 56), (72, 1, 3, 3), (1, 1), (1, 1), True),
+    ((1, 120, 24, 24), (120, 1, 5, 5), (1, 1), (2, 2), True),     # 576 pixels: the least
+    ((16, 240, 23, 24), (240, 1, 3, 3), (1, 1), (1, 1), False),  # 552: the phase planes
+    ((16, 960, 7, 7), (960, 1, 5, 5), (1, 1), (2, 2), False),    # 49: neither
+    ((16, 72, 56, 56), (72, 1, 3, 3), (2, 2), (1, 1), False),    # stride 2
+    ((16, 72, 56, 56), (144, 1, 3, 3), (1, 1), (1, 1), False),   # channel multiplier 2
+    ((16, 72, 56, 56), (72, 1, 3, 3), (1, 1), (0, 0), False),    # not "same" padding
+    ((16, 72, 56, 56), (72, 1, 7, 7), (1, 1), (3, 3), False),    # 7x7: not written out
+    ((16, 72, 56, 56), (72, 1, 3, 5), (1, 1), (1, 2), False),    # not square
+])
+def test_depthwise_stride1_path_is_taken_where_it_applies(x_shape, w_shape, stride, padding, taken):
+    """The rule of depthwise_s1's docstring: stride 1, same padding, 3x3 or 5x5, multiplier 1, maps
+    of >= 24x24 pixels."""
+    from npmobilenet.kernels import depthwise_s1
+    assert depthwise_s1.applies(x_shape, w_shape, stride, padding) is taken
+
+
 def test_buffers_let_go_of_shapes_no_longer_used(monkeypatch):
     monkeypatch.setattr(buffers, "KEEP_CALLS", 300)
     buffers.clear()

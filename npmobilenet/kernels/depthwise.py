@@ -15,6 +15,10 @@ scattered into phase planes (``dphase[q + off] += w * dy[q]``, ``dy`` laid out a
 with zeros in the spare columns) and ``dw[i, j]`` is a dot product of ``dy`` with the phase plane
 at ``off``.
 
+Two cases go elsewhere, where measured faster: stride 1 with "same" padding on maps of 24x24 and
+more runs at the input's own row pitch with no copies (``depthwise_s1.py``), and maps of a few
+pixels run channels-last (``depthwise_small.py``).
+
 Each kernel call handles a run of (channel, image block) tasks, allocating its scratch planes
 once, and ``threads.run_chunks`` runs a few such runs per thread.  Every task writes only its own
 planes of ``y`` / ``dx`` and its own entries of the per-block weight partials ``dw_b`` (reduced
@@ -23,15 +27,16 @@ over the blocks outside), so nothing races and the result does not depend on the
 import numpy as np
 from numba import njit
 
-from . import buffers, depthwise_small, phases
+from . import buffers, depthwise_s1, depthwise_small, phases
 from .phases import gather, scatter
 from .threads import run_chunks
 
 
 @njit(cache=True, fastmath={"reassoc", "contract"})
 def _dot(a, b):
-    """sum_q a[q] * b[q]: reassociation lets the reduction vectorise (lane-wise partial sums)."""
-    s = a[0] * 0
+    """sum_q a[q] * b[q]: reassociation lets the reduction vectorise (lane-wise partial sums).
+    The sum is in a's dtype: ``a[0] * 0`` would make it float64, converting every product."""
+    s = a.dtype.type(0)
     for q in range(a.shape[0]):
         s += a[q] * b[q]
     return s
@@ -141,6 +146,8 @@ def depthwise_forward_fast(x, w, stride, padding, out_hw):
     """Wrapper: x (N, C, H, W), w (C*m, 1, kh, kw) -> y (N, C*m, Ho, Wo)."""
     if depthwise_small.applies(x.shape, w.shape):   # tiny planes: channels innermost instead
         return depthwise_small.forward_fast(x, w, stride, padding, out_hw)
+    if depthwise_s1.applies(x.shape, w.shape, stride, padding):   # stride 1: straight from x
+        return depthwise_s1.forward_fast(x, w)
     N, C, H, W = x.shape
     where, run, taps, P, plen, nb, nphase = _layout(x.shape, w.shape, stride, padding)
     y = buffers.empty((N, w.shape[0]) + tuple(out_hw), x.dtype)
@@ -155,6 +162,8 @@ def depthwise_backward_fast(dy, x, w, stride, padding):
     """Wrapper: returns (dx, dw) with the shapes of x and w."""
     if depthwise_small.applies(x.shape, w.shape, backward=True):
         return depthwise_small.backward_fast(dy, x, w, stride, padding)
+    if depthwise_s1.applies(x.shape, w.shape, stride, padding):
+        return depthwise_s1.backward_fast(dy, x, w)
     N, C, H, W = x.shape
     where, run, taps, P, plen, nb, nphase = _layout(x.shape, w.shape, stride, padding)
     blocks = -(-N // nb)
