@@ -68,20 +68,31 @@ def backward(dy, x, w):
     """dy (N, O, L), x (N, C, L), both contiguous; w (O, C) -> (dx (N, C, L), dw (O, C))."""
     N, O, L = dy.shape
     C = x.shape[1]
-    dx = forward(dy, w.T)              # dX = W^T dY: a 1x1 conv with the transposed weights
     if L <= 16:
+        dx = forward(dy, w.T)          # dX = W^T dY: a 1x1 conv with the transposed weights
         dYr = dy.reshape(N, O) if L == 1 else np.ascontiguousarray(dy.transpose(1, 0, 2)).reshape(O, N * L).T
         Xr = x.reshape(N, C) if L == 1 else np.ascontiguousarray(x.transpose(1, 0, 2)).reshape(C, N * L).T
         dw = np.empty((O, C), dtype=x.dtype)
         return dx, threads.matmul(dYr.T, Xr, out=dw)     # (O, N*L) @ (N*L, C)
-    # Chunks of at most _DW_CHUNK stacked values, and at least _DW_PARTS of them (so that the
-    # threads share the work: one chunk is one thread's); both depend on the shapes only.
+    # dW in chunks of at most _DW_CHUNK stacked values, and at least _DW_PARTS of them; dX in
+    # slices of images.  Both kinds of part go to the threads in one hand-out, dW's (the larger)
+    # first: one wait instead of two, and no thread idles between them (measured, 16x240x28x28
+    # -> 80, 2 threads: 5.7-6.1 ms against 6.4-6.6 ms as two rounds).  Every part depends only
+    # on the shapes, so the results do not depend on the thread count.
     nb = max(1, min(N, _DW_CHUNK // (O * C), -(-N // _DW_PARTS)))
     chunks = -(-N // nb)
     partial = np.empty((chunks, O, C), dtype=x.dtype)
+    dx = buffers.empty((N, C, L), x.dtype)
+    slices = min(N, threads.MATMUL_PARTS)
+    bounds = [N * t // slices for t in range(slices + 1)]
+    wT = w.T
 
-    def chunk(t):
-        n0, n1 = t * nb, min(N, (t + 1) * nb)
-        weight_grad(dy[n0:n1], x[n0:n1], partial[t])
-    threads.run_parts(chunk, chunks, threads=None if dy.size + x.size >= threads.MIN_PARALLEL_WORK else 1)
+    def part(t):
+        if t < chunks:
+            n0, n1 = t * nb, min(N, (t + 1) * nb)
+            weight_grad(dy[n0:n1], x[n0:n1], partial[t])
+        else:
+            n0, n1 = bounds[t - chunks], bounds[t - chunks + 1]
+            np.matmul(wT, dy[n0:n1], out=dx[n0:n1])
+    threads.run_parts(part, chunks + slices, threads=None if 2 * dx.size * O >= threads.MIN_PARALLEL_MADDS else 1)
     return dx, partial.sum(axis=0) if chunks > 1 else partial[0]
