@@ -223,7 +223,7 @@ def test_im2col_batch_chunks_give_the_same_result(monkeypatch, groups):
     """3 images in chunks of 2 (a full and a partial chunk) equal the plain path."""
     rng = np.random.default_rng(13)
     x, w = rng.standard_normal((3, 4, 9, 8)), rng.standard_normal((6, 4 // groups, 3, 3))
-    per_image = 4 * 9 * 5 * 5                            # C*kh*kw*Ho*P at stride 2: Ho = 5, P = 5
+    per_image = 4 * 9 * 5 * 4                            # C*kh*kw*Ho*P at stride 2: Ho = 5, P = Wo = 4
     from npmobilenet.kernels import im2col
     monkeypatch.setattr(im2col, "_CHUNK", 2 * per_image)
     y, cache = conv2d_forward(x, w, None, 2, None, groups)
