@@ -300,7 +300,7 @@ def test_depthwise_stride1_kernel_does_not_depend_on_the_thread_count():
     ((16, 72, 56, 56), (72, 1, 3, 3), (1, 1), (1, 1), True),
     ((1, 120, 24, 24), (120, 1, 5, 5), (1, 1), (2, 2), True),     # 576 pixels: the least
     ((16, 240, 23, 24), (240, 1, 3, 3), (1, 1), (1, 1), False),  # 552: the phase planes
-    ((16, 960, 7, 7), (960, 1, 5, 5), (1, 1), (2, 2), False),    # 49: neither
+    ((16, 960, 7, 7), (960, 1, 5, 5), (1, 1), (2, 2), False),    # 49: a small map
     ((16, 72, 56, 56), (72, 1, 3, 3), (2, 2), (1, 1), False),    # stride 2
     ((16, 72, 56, 56), (144, 1, 3, 3), (1, 1), (1, 1), False),   # channel multiplier 2
     ((16, 72, 56, 56), (72, 1, 3, 3), (1, 1), (0, 0), False),    # not "same" padding

@@ -85,10 +85,7 @@ def _plane(src, wc, dst, masks, kh, kw, H, W, pad):
     src is copied there (one contiguous copy), so that tap (i, j) of output q reads
     ``pad[q + i*W + j]`` for every q, the top and bottom rows included."""
     HW = H * W
-    base = kw // 2 + (kh // 2) * W
-    inner = pad[base:base + HW]
-    for q in range(HW):
-        inner[q] = src[q]
+    _copy_in(src, pad, kh, kw, W)
     if kw == 3:
         m0, m2 = masks[0], masks[2]
         a0, a1, a2 = _three(pad, 0, HW)                  # tap row 0, columns 0 .. 2
@@ -120,6 +117,14 @@ def _plane(src, wc, dst, masks, kh, kw, H, W, pad):
 
 
 @njit(cache=True, nogil=True)
+def _copy_in(src, pad, kh, kw, W):
+    """Copy the (H*W) plane src into pad, after its kh//2 zero rows and kw//2 zeros (``_plane``)."""
+    inner = pad[kw // 2 + (kh // 2) * W:]
+    for q in range(src.shape[0]):
+        inner[q] = src[q]
+
+
+@njit(cache=True, nogil=True)
 def _three(a, o, n):
     """The windows a[o + j : o + j + n] of tap columns j = 0, 1, 2."""
     return a[o:o + n], a[o + 1:o + 1 + n], a[o + 2:o + 2 + n]
@@ -148,10 +153,7 @@ def _weight_grad(src, g, dwp, masks, kh, kw, H, W, pad):
     partial sums); it changes only the order within one plane's sum, which depends on the shapes
     alone, never on the threads."""
     HW = H * W
-    base = kw // 2 + (kh // 2) * W
-    inner = pad[base:base + HW]
-    for q in range(HW):
-        inner[q] = src[q]
+    _copy_in(src, pad, kh, kw, W)
     zero = src.dtype.type(0)     # sums in x's dtype (a float64 sum of float32 products is 2.5x slower)
     if kw == 3:                  # all nine sums in one pass: g and the masks read once
         m0, m2 = masks[0], masks[2]
