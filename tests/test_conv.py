@@ -455,6 +455,36 @@ def test_layer_benchmark_runs(capsys):
     assert layers.main(["--quick", "--no-torch", "--repeats", "1", "--min-time", "0", "--only", "pw 1x1"]) == 0
     out = capsys.readouterr().out
     assert "pw 1x1 240->80 @28" in out and "fast" in out and "plain" in out and "dw 3x3" not in out
+    assert layers.STREAM not in out                  # a 240 -> 80 conv moves other data than a copy
+    assert layers.main(["--quick", "--no-torch", "--repeats", "1", "--min-time", "0", "--only", "hardswish"]) == 0
+    rows = [r.split() for r in capsys.readouterr().out.splitlines() if r.startswith("hardswish 240 @28")]
+    assert [r[3] for r in rows] == ["fast", "plain", "numpy"] and all(float(t) > 0 for r in rows for t in r[-2:])
+
+
+def test_layer_benchmark_reports_each_target_of_the_issue(capsys):
+    """Every ratio target is checked, on its own side of its limit: depthwise < 1x torch and 20x
+    the per-channel loop, pointwise 1.25x, stem 3x, BN and hard-swish 1.5x."""
+    from npmobilenet.bench import layers
+    ms = 1e-3                                        # the results are in seconds
+    torch = (ms, ms)
+    results = {"dw 3x3/s1 72 @56": {"fast": (1.0 * ms, 1.1 * ms), "torch": (1.05 * ms, ms),
+                                    "per-channel numpy": (19.0 * ms, 30.0 * ms),
+                                    layers.STREAM: (0.5 * ms, 0.7 * ms)},
+               "pw 1x1 240->80 @28": {"fast": (1.2 * ms, 1.3 * ms), "torch": torch},
+               "stem 3x3/s2 3->16 @224": {"fast": (2.9 * ms, 3.1 * ms), "torch": torch},
+               "bn 240 @28 (train)": {"fast": (1.4 * ms, 1.6 * ms), "torch": torch},
+               "hardswish 240 @28": {"fast": (1.6 * ms, 1.4 * ms), "torch": torch}}
+    checks = {what: ok for what, ok, _ in layers._report_targets(results)}
+    assert checks == {
+        "dw 3x3/s1 72 @56 forward: fast < torch": True, "dw 3x3/s1 72 @56 backward: fast < torch": False,
+        "dw 3x3/s1 72 @56 forward: >= 20x per-channel numpy": False,       # 19.0x
+        "dw 3x3/s1 72 @56 backward: >= 20x per-channel numpy": True,       # 27.3x
+        "pw 1x1 240->80 @28 forward: within 1.25x torch": True, "pw 1x1 240->80 @28 backward: within 1.25x torch": False,
+        "stem 3x3/s2 3->16 @224 forward: within 3.0x torch": True,
+        "stem 3x3/s2 3->16 @224 backward: within 3.0x torch": False,
+        "bn 240 @28 (train) forward: within 1.5x torch": True, "bn 240 @28 (train) backward: within 1.5x torch": False,
+        "hardswish 240 @28 forward: within 1.5x torch": False, "hardswish 240 @28 backward: within 1.5x torch": True}
+    assert "numpy copy / add 0.50 ms against fast 1.00 ms" in capsys.readouterr().out
 
 
 @pytest.mark.slow
