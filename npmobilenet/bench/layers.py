@@ -9,9 +9,9 @@ avoids.  Times are medians of repeated runs after warm-up, with 2 threads everyw
 For the layers whose output has the input's shape (the stride-1 depthwise conv, BN, hard-swish)
 it also times one NumPy pass over the same amount of data, the row ``numpy copy / add``: forward
 ``np.copyto(y, x)`` (read x, write y), backward ``np.add(x, dy, out=dx)`` (read two arrays, write
-one).  Such a layer does a few multiply-adds per value it moves, so its time is bounded below by
-the time to move the values; a fast path near this row has nothing left to gain but arithmetic
-it cannot skip, and a ratio target against another implementation is then a target on memory.
+one), each on the same threads as the layers.  Such a layer does only a few multiply-adds per value it moves, so this row is a yardstick
+for how far its time could still fall: a layer that must read and write these arrays cannot be
+much faster than one pass that does only that.
 
 Run:  ``python -m npmobilenet.bench.layers [--quick] [--repeats R] [--threads T]``
 
@@ -110,10 +110,14 @@ def _time_conv(x, w, dy, stride, groups, repeats, torch, with_per_channel):
 
 def _time_stream(x, repeats):
     """(forward, backward) seconds of the ``numpy copy / add`` row (module docstring): one NumPy
-    pass that reads and writes as many values as a same-shape layer's forward and backward."""
-    a, b, out = x, np.ones_like(x), np.empty_like(x)
-    return (_median_time(lambda: np.copyto(out, a), repeats),
-            _median_time(lambda: np.add(a, b, out=out), repeats))
+    pass that reads and writes as many values as a same-shape layer's forward and backward, split
+    into as many contiguous pieces as there are threads, one piece per thread (NumPy releases the
+    GIL in both), as the layers' own kernels are split."""
+    from ..kernels.threads import num_threads, run_parts
+    k = num_threads()
+    a, b, out = (np.array_split(v.reshape(-1), k) for v in (x, np.ones_like(x), np.empty_like(x)))
+    return (_median_time(lambda: run_parts(lambda t: np.copyto(out[t], a[t]), k), repeats),
+            _median_time(lambda: run_parts(lambda t: np.add(a[t], b[t], out=out[t]), k), repeats))
 
 
 def _time_module(make, make_torch, x, dy, repeats, torch):
