@@ -9,9 +9,9 @@ avoids.  Times are medians of repeated runs after warm-up, with 2 threads everyw
 For the layers whose output has the input's shape (the stride-1 depthwise conv, BN, hard-swish)
 it also times one NumPy pass over the same amount of data, the row ``numpy copy / add``: forward
 ``np.copyto(y, x)`` (read x, write y), backward ``np.add(x, dy, out=dx)`` (read two arrays, write
-one), each on the same threads as the layers.  Such a layer does only a few multiply-adds per value it moves, so this row is a yardstick
-for how far its time could still fall: a layer that must read and write these arrays cannot be
-much faster than one pass that does only that.
+one), each on the same threads as the layers.  Such a layer does only a few multiply-adds per
+value it moves, so this row is a yardstick for how far its time could still fall: a layer that
+must read and write these arrays cannot be much faster than one pass that does only that.
 
 Run:  ``python -m npmobilenet.bench.layers [--quick] [--repeats R] [--threads T]``
 
@@ -238,9 +238,9 @@ def _report_targets(results):
                 checks.append((f"{name} {pas}: fast < torch", r["fast"][i] < r["torch"][i],
                                f"{r['fast'][i] / r['torch'][i]:.2f}x torch"))
             sp = r["per-channel numpy"][i] / r["fast"][i]
-            floor = (f"; {STREAM} {r[STREAM][i] * 1e3:.2f} ms against fast {r['fast'][i] * 1e3:.2f} ms"
-                     if STREAM in r else "")
-            checks.append((f"{name} {pas}: >= 20x per-channel numpy", sp >= 20, f"{sp:.1f}x faster{floor}"))
+            stream = (f"; {STREAM} {r[STREAM][i] * 1e3:.2f} ms against fast {r['fast'][i] * 1e3:.2f} ms"
+                      if STREAM in r else "")
+            checks.append((f"{name} {pas}: >= 20x per-channel numpy", sp >= 20, f"{sp:.1f}x faster{stream}"))
     for name, limit in (("pw 1x1 240->80 @28", 1.25), ("stem 3x3/s2 3->16 @224", 3.0),
                         ("bn 240 @28 (train)", 1.5), ("hardswish 240 @28", 1.5)):
         r = results.get(name, {})
