@@ -74,6 +74,8 @@ CONFIGS = [
     (2, 1, 9, 8, 2, 3, 3, 1, 1, True),                 # stride 3
     (1, 2, 24, 25, 2, 3, 1, None, 2, False),           # depthwise s1 on maps large enough (>= 24x24)
     (1, 2, 24, 24, 2, 5, 1, None, 2, True),            #   for kernels/depthwise_s1.py, 3x3 and 5x5
+    (2, 3, 13, 12, 3, 3, 2, None, 3, False),           # depthwise s2 on maps large enough (> 8x8)
+    (2, 2, 12, 10, 2, 5, 2, None, 2, True),            #   for kernels/depthwise_s2.py, 3x3 and 5x5
 ]
 IDS = [f"N{c[0]}C{c[1]}{c[2]}x{c[3]}-O{c[4]}k{c[5]}s{c[6]}p{c[7]}g{c[8]}{'b' if c[9] else ''}" for c in CONFIGS]
 

@@ -314,6 +314,82 @@ def test_depthwise_stride1_path_is_taken_where_it_applies(x_shape, w_shape, stri
     assert depthwise_s1.applies(x_shape, w_shape, stride, padding) is taken
 
 
+# ---- stride-2 depthwise forward, columns split ---------------------------------------------------
+S2_DW = [((2, 3, 14, 14), 5), ((2, 3, 14, 14), 3), ((3, 4, 13, 10), 3), ((2, 3, 9, 12), 5),
+         ((5, 2, 2, 2), 3), ((5, 2, 2, 2), 5), ((4, 2, 3, 4), 5), ((1, 3, 56, 56), 5), ((2, 2, 7, 56), 3),
+         ((2, 2, 40, 6), 5)]
+
+
+@pytest.mark.parametrize("dtype,tol", [(np.float64, 1e-12), (np.float32, 1e-5)])
+@pytest.mark.parametrize("shape,k", S2_DW)
+def test_depthwise_stride2_kernel_equals_plain(shape, k, dtype, tol):
+    """kernels/depthwise_s2.py called directly (whatever dispatch picks), against the plain path:
+    odd and even heights, maps one and two columns wide (every tap at a column offset of -1 or +1
+    masked), tall and flat maps."""
+    from npmobilenet.kernels import depthwise_s2
+    rng = np.random.default_rng(13)
+    x = rng.standard_normal(shape).astype(dtype)
+    w = rng.standard_normal((shape[1], 1, k, k)).astype(dtype)
+    with backend.plain():
+        want, _ = conv2d_forward(x, w, None, 2, k // 2, shape[1])
+    got = depthwise_s2.forward_fast(x, w)
+    assert got.dtype == dtype and got.shape == want.shape and got.flags.c_contiguous
+    np.testing.assert_allclose(got, want, rtol=tol, atol=tol * np.abs(want).max())
+
+
+@pytest.mark.parametrize("k", [3, 5])
+def test_depthwise_stride2_kernel_stacks_images_in_blocks(monkeypatch, k):
+    """Blocks of 3 images for a batch of 7 (3, 3, then 1): each image reads only its own rows and
+    the zero rows around them, never the image stacked before or after it, nor what an earlier
+    block left in the buffers."""
+    from npmobilenet.kernels import depthwise_s2
+    shape = (7, 4, 10, 8)
+    plen = (shape[2] + k // 2) * shape[3] // 2
+    monkeypatch.setattr(depthwise_s2, "BLOCK", 3 * plen + 1)
+    assert depthwise_s2._geometry(shape[0], shape[2], shape[3], k)[2] == 3
+    rng = np.random.default_rng(14)
+    x = rng.standard_normal(shape) + 10.0      # large values: a stray read would show
+    w = rng.standard_normal((shape[1], 1, k, k))
+    with backend.plain():
+        want, _ = conv2d_forward(x, w, None, 2, k // 2, shape[1])
+    np.testing.assert_allclose(depthwise_s2.forward_fast(x, w), want, rtol=1e-12, atol=1e-12 * np.abs(want).max())
+
+
+def test_depthwise_stride2_kernel_does_not_depend_on_the_thread_count():
+    from npmobilenet.kernels import depthwise_s2
+    rng = np.random.default_rng(15)
+    x = rng.standard_normal((8, 96, 28, 28)).astype(np.float32)       # large enough to run in parallel
+    w = rng.standard_normal((96, 1, 5, 5)).astype(np.float32)
+    before = threads.num_threads()
+    try:
+        threads.set_num_threads(1)
+        one = depthwise_s2.forward_fast(x, w).copy()
+        threads.set_num_threads(2)
+        two = depthwise_s2.forward_fast(x, w)
+    finally:
+        threads.set_num_threads(before)
+    _same(one, two)
+
+
+@pytest.mark.parametrize("x_shape,w_shape,stride,padding,taken", [
+    ((16, 672, 14, 14), (672, 1, 5, 5), (2, 2), (2, 2), True),
+    ((16, 144, 56, 56), (144, 1, 3, 3), (2, 2), (1, 1), True),     # 56: the widest
+    ((16, 96, 112, 112), (96, 1, 3, 3), (2, 2), (1, 1), False),   # wider: the phase planes
+    ((16, 8, 13, 2), (8, 1, 3, 3), (2, 2), (1, 1), True),         # odd height, two columns
+    ((16, 8, 14, 13), (8, 1, 3, 3), (2, 2), (1, 1), False),       # odd width: rows straddle (1)
+    ((16, 72, 56, 56), (72, 1, 3, 3), (1, 1), (1, 1), False),     # stride 1
+    ((16, 72, 28, 28), (144, 1, 3, 3), (2, 2), (1, 1), False),    # channel multiplier 2
+    ((16, 72, 28, 28), (72, 1, 3, 3), (2, 2), (0, 0), False),     # not "same" padding
+    ((16, 72, 28, 28), (72, 1, 7, 7), (2, 2), (3, 3), False),     # 7x7: not written out
+    ((16, 72, 28, 28), (72, 1, 3, 5), (2, 2), (1, 2), False),     # not square
+])
+def test_depthwise_stride2_path_is_taken_where_it_applies(x_shape, w_shape, stride, padding, taken):
+    """The rule of depthwise_s2's docstring: stride 2, same padding, 3x3 or 5x5, multiplier 1, even
+    widths up to 56."""
+    from npmobilenet.kernels import depthwise_s2
+    assert depthwise_s2.applies(x_shape, w_shape, stride, padding) is taken
+
+
 def test_buffers_let_go_of_shapes_no_longer_used(monkeypatch):
     monkeypatch.setattr(buffers, "KEEP_CALLS", 300)
     buffers.clear()

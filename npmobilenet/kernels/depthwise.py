@@ -15,9 +15,10 @@ scattered into phase planes (``dphase[q + off] += w * dy[q]``, ``dy`` laid out a
 with zeros in the spare columns) and ``dw[i, j]`` is a dot product of ``dy`` with the phase plane
 at ``off``.
 
-Two cases go elsewhere, where measured faster: stride 1 with "same" padding on maps of 24x24 and
-more runs at the input's own row pitch with no copies (``depthwise_s1.py``), and maps of a few
-pixels run channels-last (``depthwise_small.py``).
+Three cases go elsewhere, where measured faster: stride 1 with "same" padding on maps of 24x24
+and more runs at the input's own row pitch with no copies (``depthwise_s1.py``), the stride-2
+forward on maps of even width up to 56 splits only the columns (``depthwise_s2.py``), and maps of
+a few pixels run channels-last (``depthwise_small.py``).
 
 Each kernel call handles a run of (channel, image block) tasks, allocating its scratch planes
 once, and ``threads.run_chunks`` runs a few such runs per thread.  Every task writes only its own
@@ -27,7 +28,7 @@ over the blocks outside), so nothing races and the result does not depend on the
 import numpy as np
 from numba import njit
 
-from . import buffers, depthwise_s1, depthwise_small, phases
+from . import buffers, depthwise_s1, depthwise_s2, depthwise_small, phases
 from .phases import gather, scatter
 from .threads import run_chunks
 
@@ -148,6 +149,8 @@ def depthwise_forward_fast(x, w, stride, padding, out_hw):
         return depthwise_small.forward_fast(x, w, stride, padding, out_hw)
     if depthwise_s1.applies(x.shape, w.shape, stride, padding):   # stride 1: straight from x
         return depthwise_s1.forward_fast(x, w)
+    if depthwise_s2.applies(x.shape, w.shape, stride, padding):   # stride 2: columns split only
+        return depthwise_s2.forward_fast(x, w)
     N, C, H, W = x.shape
     where, run, taps, P, plen, nb, nphase = _layout(x.shape, w.shape, stride, padding)
     y = buffers.empty((N, w.shape[0]) + tuple(out_hw), x.dtype)
