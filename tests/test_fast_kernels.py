@@ -317,15 +317,15 @@ def test_depthwise_stride1_path_is_taken_where_it_applies(x_shape, w_shape, stri
 # ---- stride-2 depthwise forward, columns split ---------------------------------------------------
 S2_DW = [((2, 3, 14, 14), 5), ((2, 3, 14, 14), 3), ((3, 4, 13, 10), 3), ((2, 3, 9, 12), 5),
          ((5, 2, 2, 2), 3), ((5, 2, 2, 2), 5), ((4, 2, 3, 4), 5), ((1, 3, 56, 56), 5), ((2, 2, 7, 56), 3),
-         ((2, 2, 40, 6), 5)]
+         ((2, 2, 40, 6), 5), ((3, 2, 1, 4), 5), ((2, 2, 1, 56), 3)]
 
 
 @pytest.mark.parametrize("dtype,tol", [(np.float64, 1e-12), (np.float32, 1e-5)])
 @pytest.mark.parametrize("shape,k", S2_DW)
 def test_depthwise_stride2_kernel_equals_plain(shape, k, dtype, tol):
     """kernels/depthwise_s2.py called directly (whatever dispatch picks), against the plain path:
-    odd and even heights, maps one and two columns wide (every tap at a column offset of -1 or +1
-    masked), tall and flat maps."""
+    odd and even heights, maps two and four columns wide (the output one and two wide: every tap
+    at a column offset of -1 or +1 masked), tall maps and maps one row high."""
     from npmobilenet.kernels import depthwise_s2
     rng = np.random.default_rng(13)
     x = rng.standard_normal(shape).astype(dtype)
