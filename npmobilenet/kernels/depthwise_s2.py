@@ -24,21 +24,23 @@ twice the multiply-adds of the output, still cheaper than the scatter.  The colu
 therefore also reaches the output pixel at the far edge of the neighbouring row, as in
 ``depthwise_s1.py``.  ``p`` zero rows above each image's rows give the padding at the top and
 bottom, so a block of images of one channel stacks ``(H + p) * Wh`` apart and one loop covers
-the block (planes of at most ``BLOCK`` values).
+the block (``BLOCK`` values at most: E, O and the block's output stay in L1).
 
-Measured (float32, 2 threads, batch 16, calls alternated in one process; ms, this path against
-the phase planes; the medians of two runs):
+Measured (float32, 2 threads, calls alternated in one process; medians of 11, two runs; ms,
+this path against the phase planes):
 
-    16x672x14x14 5x5    0.91, 0.90   against 1.27, 1.27
-    16x240x28x28 3x3    0.82, 0.84   against 1.54, 1.39
-    16x240x28x28 5x5    1.20         against 1.64
-    16x144x56x56 3x3    1.43, 1.83   against 2.27, 2.04
-    16x72x56x56 5x5     1.27, 1.40   against 1.55, 1.36
-    16x32x112x112 3x3   1.86         against 1.76
-    16x960x8x8 5x5      0.49         against 0.88
+    16x672x14x14 5x5     1.22, 1.59    against 1.90, 2.55
+    16x240x28x28 3x3     0.97, 1.19    against 2.23, 2.93
+    16x240x28x28 5x5     1.55, 1.96    against 2.77, 3.71
+    16x144x56x56 3x3     1.92, 2.27    against 3.31, 4.47
+    16x72x56x56 5x5      1.33, 1.59    against 1.59, 2.16
+    16x32x112x112 3x3    1.84, 1.77    against 1.82, 1.77
+    16x960x8x8 5x5       0.66, 0.64    against 1.05, 1.04
+    1x672x14x14 5x5      0.22, 0.23    against 0.21, 0.21
 
-Hence ``applies``: even widths up to ``MAX_WIDTH`` = 56.  The backward pass keeps the phase
-planes (it was measured 0.14-0.15x PyTorch's time on the 14x14 5x5 layer).
+Hence ``applies``: even widths up to ``MAX_WIDTH`` = 56 (at 112 the two are level, as they are
+at batch 1).  The backward pass keeps the phase planes (on the
+14x14 5x5 layer it took 0.14-0.31x PyTorch's time in ``npmobilenet bench layers``).
 
 Channel multiplier 1 (every MobileNet), square 3x3 and 5x5 kernels.  Tasks are (channel, block of
 images); every task writes its own planes of y, so the result does not depend on the threads.
