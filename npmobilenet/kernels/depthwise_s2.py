@@ -106,8 +106,9 @@ def forward(x, w, y, m, k, H, W, nb, start, stop):
                 od[q] = src[2 * q + 1]
         L = (n1 - n0 - 1) * plen + (2 * Ho - 1) * Wh     # up to the last output pixel
         wc = w[co]
-        # Window i starts (i - p) * Wh - 1 values before t (2): element t + 1 + floor((j - p) / 2)
-        # of it is tap (i, j).
+        # Window i of E (and of O) is the array from i * Wh on: its element t lies (i - p) * Wh - 1
+        # values from pixel t's own (its position in E is 1 + p * Wh + t), so by (2) its element
+        # t + 1 + floor((j - p) / 2) is tap (i, j).
         if k == 3:    # j = 0, 1, 2: O at -1, E at 0, O at 0
             w00, w01, w02, w10, w11, w12, w20, w21, w22 = (wc[0], wc[1], wc[2], wc[3], wc[4], wc[5],
                                                            wc[6], wc[7], wc[8])
