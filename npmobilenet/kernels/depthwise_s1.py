@@ -3,9 +3,10 @@
 ``depthwise.py`` copies each plane into zero-padded phase planes (row pitch ``W + 2 pw``), runs
 the taps, then copies the result back out to pitch W.  At stride 1 with "same" padding
 (``p = k // 2``, every stride-1 depthwise layer of a MobileNet) the output has the input's shape,
-so the output plane can keep the input's pitch W and the copy out goes.  With the plane copied
+so the output plane can keep the input's pitch W and the copy out goes.  Were the plane copied
 once, as it is, into a scratch buffer that has ``ph`` zero rows above and below it (and ``pw``
-zeros at either end), tap (i, j) of output pixel ``q = oh*W + ow`` reads
+zeros at either end), tap (i, j) of output pixel ``q = oh*W + ow`` would read (the dw pass makes
+that copy; the forward copies only the plane's two ends, below)
 
     pad[q + i*W + j]                                                                   (1)
 
