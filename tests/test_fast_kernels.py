@@ -314,18 +314,21 @@ def test_depthwise_stride1_path_is_taken_where_it_applies(x_shape, w_shape, stri
     assert depthwise_s1.applies(x_shape, w_shape, stride, padding) is taken
 
 
-# ---- stride-2 depthwise forward, columns split ---------------------------------------------------
+# ---- stride-2 depthwise forward, four phase planes ------------------------------------------------
 S2_DW = [((2, 3, 14, 14), 5), ((2, 3, 14, 14), 3), ((3, 4, 13, 10), 3), ((2, 3, 9, 12), 5),
          ((5, 2, 2, 2), 3), ((5, 2, 2, 2), 5), ((4, 2, 3, 4), 5), ((1, 3, 56, 56), 5), ((2, 2, 7, 56), 3),
-         ((2, 2, 40, 6), 5), ((3, 2, 1, 4), 5), ((2, 2, 1, 56), 3)]
+         ((2, 2, 40, 6), 5), ((3, 2, 1, 4), 5), ((2, 2, 1, 56), 3), ((2, 3, 13, 13), 5), ((3, 2, 8, 7), 3),
+         ((2, 3, 6, 1), 5), ((2, 2, 5, 17), 3), ((1, 2, 30, 112), 3), ((4, 2, 3, 3), 5), ((1, 1, 9, 11), 5)]
 
 
 @pytest.mark.parametrize("dtype,tol", [(np.float64, 1e-12), (np.float32, 1e-5)])
 @pytest.mark.parametrize("shape,k", S2_DW)
 def test_depthwise_stride2_kernel_equals_plain(shape, k, dtype, tol):
     """kernels/depthwise_s2.py called directly (whatever dispatch picks), against the plain path:
-    odd and even heights, maps two and four columns wide (the output one and two wide: every tap
-    at a column offset of -1 or +1 masked), tall maps and maps one row high."""
+    odd and even heights and widths, maps one to four columns wide (the output one and two wide:
+    every tap at a column offset of -1 or +1 masked), rows of more than one vector (17, 56, 112
+    columns), tall maps and maps one row high.  The planes before the last of x are split by
+    whole vectors, the last one value at a time (a single plane: that path alone)."""
     from npmobilenet.kernels import depthwise_s2
     rng = np.random.default_rng(13)
     x = rng.standard_normal(shape).astype(dtype)
@@ -344,15 +347,35 @@ def test_depthwise_stride2_kernel_stacks_images_in_blocks(monkeypatch, k):
     block left in the buffers."""
     from npmobilenet.kernels import depthwise_s2
     shape = (7, 4, 10, 8)
-    plen = (shape[2] + k // 2) * shape[3] // 2
+    plen = (shape[2] // 2 + 1) * shape[3] // 2 + 1
     monkeypatch.setattr(depthwise_s2, "BLOCK", 3 * plen + 1)
-    assert depthwise_s2._geometry(shape[0], shape[2], shape[3], k)[2] == 3
+    assert depthwise_s2._geometry(shape[0], shape[2], shape[3])[2:] == (plen, 3)
     rng = np.random.default_rng(14)
     x = rng.standard_normal(shape) + 10.0      # large values: a stray read would show
     w = rng.standard_normal((shape[1], 1, k, k))
     with backend.plain():
         want, _ = conv2d_forward(x, w, None, 2, k // 2, shape[1])
     np.testing.assert_allclose(depthwise_s2.forward_fast(x, w), want, rtol=1e-12, atol=1e-12 * np.abs(want).max())
+
+
+@pytest.mark.parametrize("shape,k", [((4, 3, 14, 14), 5), ((4, 3, 9, 7), 3), ((3, 2, 6, 6), 5)])
+def test_depthwise_stride2_kernel_keeps_a_nan_in_its_own_image(shape, k):
+    """A NaN at an image's first pixel or at its last (the value that the corner tap, dr = dc = -1,
+    of the next image's first output pixel would reach without the separator's extra zero): every
+    other image's output stays equal to the plain path's."""
+    from npmobilenet.kernels import depthwise_s2
+    rng = np.random.default_rng(16)
+    x = rng.standard_normal(shape)
+    w = rng.standard_normal((shape[1], 1, k, k))
+    with backend.plain():
+        want, _ = conv2d_forward(x, w, None, 2, k // 2, shape[1])
+    for pixel in ((0, 0), (-1, -1)):
+        bad = x.copy()
+        bad[1, :, pixel[0], pixel[1]] = np.nan
+        got = depthwise_s2.forward_fast(bad, w)
+        assert np.isnan(got[1]).any()
+        others = [0] + list(range(2, shape[0]))
+        np.testing.assert_allclose(got[others], want[others], rtol=1e-12, atol=1e-12 * np.abs(want).max())
 
 
 def test_depthwise_stride2_kernel_does_not_depend_on_the_thread_count():
@@ -373,10 +396,10 @@ def test_depthwise_stride2_kernel_does_not_depend_on_the_thread_count():
 
 @pytest.mark.parametrize("x_shape,w_shape,stride,padding,taken", [
     ((16, 672, 14, 14), (672, 1, 5, 5), (2, 2), (2, 2), True),
-    ((16, 144, 56, 56), (144, 1, 3, 3), (2, 2), (1, 1), True),     # 56: the widest
-    ((16, 96, 112, 112), (96, 1, 3, 3), (2, 2), (1, 1), False),   # wider: the phase planes
+    ((16, 144, 56, 56), (144, 1, 3, 3), (2, 2), (1, 1), True),
+    ((16, 96, 112, 112), (96, 1, 3, 3), (2, 2), (1, 1), True),
     ((16, 8, 13, 2), (8, 1, 3, 3), (2, 2), (1, 1), True),         # odd height, two columns
-    ((16, 8, 14, 13), (8, 1, 3, 3), (2, 2), (1, 1), False),       # odd width: rows straddle (1)
+    ((16, 8, 14, 13), (8, 1, 3, 3), (2, 2), (1, 1), True),        # odd width
     ((16, 72, 56, 56), (72, 1, 3, 3), (1, 1), (1, 1), False),     # stride 1
     ((16, 72, 28, 28), (144, 1, 3, 3), (2, 2), (1, 1), False),    # channel multiplier 2
     ((16, 72, 28, 28), (72, 1, 3, 3), (2, 2), (0, 0), False),     # not "same" padding
@@ -384,8 +407,8 @@ def test_depthwise_stride2_kernel_does_not_depend_on_the_thread_count():
     ((16, 72, 28, 28), (72, 1, 3, 5), (2, 2), (1, 2), False),     # not square
 ])
 def test_depthwise_stride2_path_is_taken_where_it_applies(x_shape, w_shape, stride, padding, taken):
-    """The rule of depthwise_s2's docstring: stride 2, same padding, 3x3 or 5x5, multiplier 1, even
-    widths up to 56."""
+    """The rule of depthwise_s2's docstring: stride 2, same padding, 3x3 or 5x5, multiplier 1, any
+    map size."""
     from npmobilenet.kernels import depthwise_s2
     assert depthwise_s2.applies(x_shape, w_shape, stride, padding) is taken
 
@@ -504,3 +527,42 @@ def test_squeeze_excite_fast_equals_plain(hw, dtype, tol):
     fast, plain = _both(run)          # the 1x1 convs' products and ds's sums run in other orders
     for a, b in zip(fast, plain):
         np.testing.assert_allclose(a, b, rtol=tol, atol=tol * np.abs(b).max())
+
+
+# ---- simd.deinterleave -----------------------------------------------------------------------------
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("i,j", [(0, 0), (3, 5), (17, 1), (48, 40)])
+def test_deinterleave_splits_one_vector_of_pairs_and_writes_nothing_else(dtype, i, j):
+    """Against NumPy's strided slices, for both dtypes, at offsets that are not multiples of the
+    vector's size; the values outside the LANES written stay as they were."""
+    from numba import njit
+    from npmobilenet.kernels.simd import LANES, deinterleave
+
+    @njit
+    def call(src, i, even, odd, j):
+        deinterleave(src, i, even, odd, j)
+
+    src = np.arange(100, dtype=dtype) * 1.5 - 7
+    even, odd = np.full(64, -1.0, dtype=dtype), np.full(64, -2.0, dtype=dtype)
+    want_even, want_odd = even.copy(), odd.copy()
+    want_even[j:j + LANES] = src[i:i + 2 * LANES:2]
+    want_odd[j:j + LANES] = src[i + 1:i + 2 * LANES:2]
+    call(src, i, even, odd, j)
+    _same(even, want_even)
+    _same(odd, want_odd)
+
+
+def test_deinterleave_rejects_mixed_dtypes_and_strided_arrays():
+    from numba import njit
+    from numba.core.errors import TypingError
+    from npmobilenet.kernels.simd import deinterleave
+
+    @njit
+    def call(src, even, odd):
+        deinterleave(src, 0, even, odd, 0)
+
+    a32, a64 = np.zeros(32, np.float32), np.zeros(32, np.float64)
+    with pytest.raises(TypingError):
+        call(a32, a64, a64)
+    with pytest.raises(TypingError):
+        call(a32[::2], a32, a32)

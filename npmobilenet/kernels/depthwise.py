@@ -17,8 +17,8 @@ at ``off``.
 
 Three cases go elsewhere, where measured faster: stride 1 with "same" padding on maps of 24x24
 and more runs at the input's own row pitch with no copies (``depthwise_s1.py``), the stride-2
-forward on maps of even width up to 56 splits only the columns (``depthwise_s2.py``), and maps of
-a few pixels run channels-last (``depthwise_small.py``).
+forward splits its phase planes with vector shuffles and runs all taps in one loop
+(``depthwise_s2.py``), and maps of a few pixels run channels-last (``depthwise_small.py``).
 
 Each kernel call handles a run of (channel, image block) tasks, allocating its scratch planes
 once, and ``threads.run_chunks`` runs a few such runs per thread.  Every task writes only its own
@@ -149,7 +149,7 @@ def depthwise_forward_fast(x, w, stride, padding, out_hw):
         return depthwise_small.forward_fast(x, w, stride, padding, out_hw)
     if depthwise_s1.applies(x.shape, w.shape, stride, padding):   # stride 1: straight from x
         return depthwise_s1.forward_fast(x, w)
-    if depthwise_s2.applies(x.shape, w.shape, stride, padding):   # stride 2: columns split only
+    if depthwise_s2.applies(x.shape, w.shape, stride, padding):   # stride 2: one loop for all taps
         return depthwise_s2.forward_fast(x, w)
     N, C, H, W = x.shape
     where, run, taps, P, plen, nb, nphase = _layout(x.shape, w.shape, stride, padding)

@@ -1,49 +1,65 @@
-"""Stride-2 depthwise convolution forward on even-width maps: each row split into its even and odd
-columns, with no other copy.
+"""Stride-2 depthwise convolution forward: each plane split into four phase planes by whole-vector
+shuffles, then every tap in one loop over the output pixels only.
 
-``depthwise.py`` copies each plane into four zero-padded phase planes, one per (row, column)
-parity.  At 14x14 a phase row has 7 values, so that copy is a scatter of single values through a
-table, and it was half the time of a 16x672x14x14 5x5 stride-2 forward (1.2 of 2.4 ms on one
-thread).  Splitting only the *columns* is one loop over the whole plane: with W even, the
-flattened plane's even and odd values are the even and odd columns of its rows,
+At stride 2, tap (i, j) of output pixel (oh, ow), with "same" padding ``p = k // 2``, reads
+``x[2 oh + i - p, 2 ow + j - p]``: row and column parity fixed by the tap, so each tap reads one
+of the four *phase planes* of x, the values at (even, even), (even, odd), (odd, even) and
+(odd, odd) positions, each the output's size ``Ho x Wo`` (``ceil(H/2) x ceil(W/2)``):
 
-    E[r*Wh + c] = x[r, 2c],    O[r*Wh + c] = x[r, 2c + 1]        (Wh = W / 2, r < H)        (1)
+    ee[r, c] = x[2r, 2c],  eo[r, c] = x[2r, 2c + 1],  oe[r, c] = x[2r + 1, 2c],  oo[...]     (1)
 
-a de-interleave that LLVM vectorises.  Tap (i, j) of output pixel (oh, ow), with "same" padding
-``p = k // 2``, reads ``x[2 oh + i - p, 2 ow + j - p]``: column ``2 ow + d`` (``d = j - p``) is
-column ``ow + floor(d / 2)`` of E (d even) or O (d odd).  Counted from the position
-``t = 2 oh * Wh + ow`` of the output pixel at row ``2 oh`` of (1), the read is at
+(0 where the position is past the input's last row or column).  In a phase plane tap (i, j) is at
+row ``oh + floor((i - p) / 2)`` and column ``ow + floor((j - p) / 2)``, both offsets in {-1, 0, 1}.
+With the planes stored at the output's pitch Wo, the read is
 
-    t + (i - p) * Wh + floor((j - p) / 2),        floor((j - p) / 2) in {-1, 0, 1}      (2)
+    plane[t + dr * Wo + dc],   t = oh * Wo + ow,   dr, dc in {-1, 0, 1}                         (2)
 
-a fixed offset for every t.  So every tap is one loop over t, as in ``depthwise_s1.py``.  The loop
-cannot skip rows, so it also computes the pixels of the odd rows ``2 oh + 1``, which are dropped:
-twice the multiply-adds of the output, still cheaper than the scatter.  The column offsets -1 and
-+1 reach the neighbouring row at ``ow = 0`` and ``ow = Wh - 1``; those taps are multiplied by the
-0/1 mask ``m[t] = (t % Wh != 0)`` and by ``m[t + 1]`` (``edge_mask``).  An inf or NaN in x
-therefore also reaches the output pixel at the far edge of the neighbouring row, as in
-``depthwise_s1.py``.  ``p`` zero rows above each image's rows give the padding at the top and
-bottom, so a block of images of one channel stacks ``(H + p) * Wh`` apart and one loop covers
-the block (``BLOCK`` values at most: E, O and the block's output stay in L1).
+a fixed offset from the output pixel's own position t.  So one loop over t does all k*k taps,
+with nothing computed for a pixel that is not in the output, and LLVM vectorises it.  Offsets
+dc = -1 and +1 at the first and last column read the neighbouring row instead of the padding;
+those taps are multiplied by 0/1 column masks (``column_masks``).  The rows of padding above and
+below are real zeros: the images of one channel are stacked ``plen = (Ho + 1) * Wo + 1`` apart
+in each phase plane, with a separator of ``Wo + 1`` zeros between them (a row, and one more for
+the corner tap at dr = dc = -1, which would otherwise read the image before), and one loop covers
+the block (``BLOCK`` values a plane at most: the planes and the output stay in L1).  The mask
+multiplies a column's sum of products, so an inf or NaN in x also reaches the output pixel at
+the far edge of the neighbouring row: non-finite in, non-finite out, in the same image.
 
-Measured (float32, 2 threads, calls alternated in one process; medians of 11, two runs; ms,
-this path against the phase planes):
+The split (1) is the cost.  At 14x14 a phase row has 7 values, and a loop of 7 runs scalar: that
+copy, through a table, was half the time of the 16x672x14x14 5x5 layer (``depthwise.py``, 1.2 of
+2.4 ms on one thread).  Here each row is split by ``simd.deinterleave``, one vector load of 16
+values and two shuffles per 8 output columns.  Whole vectors run past the row's end: the
+writes into the next row, rewritten next, or into the separator, zeroed again after each image;
+the reads into the next row or plane of x, except at the end of x, whose last planes are copied
+into a scratch buffer with room after them first.
 
-    16x672x14x14 5x5     1.22, 1.59    against 1.90, 2.55
-    16x240x28x28 3x3     0.97, 1.19    against 2.23, 2.93
-    16x240x28x28 5x5     1.55, 1.96    against 2.77, 3.71
-    16x144x56x56 3x3     1.92, 2.27    against 3.31, 4.47
-    16x72x56x56 5x5      1.33, 1.59    against 1.59, 2.16
-    16x32x112x112 3x3    1.84, 1.77    against 1.82, 1.77
-    16x960x8x8 5x5       0.66, 0.64    against 1.05, 1.04
-    1x672x14x14 5x5      0.22, 0.23    against 0.21, 0.21
+Measured (float32, 2 threads, the four calls alternated in one process, medians of 5 x 11, two
+runs; ms): this kernel, the one before it (which split only the columns, in one vectorised loop
+over the plane, and so also computed every odd row, dropped after; it took widths up to 56),
+the phase planes of ``depthwise.py``, and PyTorch 2.14.1's ``F.conv2d`` on the same arrays:
 
-Hence ``applies``: even widths up to ``MAX_WIDTH`` = 56 (at 112 the two are level, as they are
-at batch 1).  The backward pass keeps the phase planes (on the
-14x14 5x5 layer it took 0.14-0.31x PyTorch's time in ``npmobilenet bench layers``).
+                         this kernel   columns split   phase planes   PyTorch
+    16x672x14x14 5x5     0.79, 0.82    1.10, 1.11      1.46, 1.52     0.84, 0.87
+    16x240x28x28 3x3     0.93, 0.96    1.00, 0.94      1.69, 1.78     1.15, 1.13
+    16x240x28x28 5x5     1.40, 1.20    1.69, 1.34      2.74, 2.06     1.28, 1.14
+    16x144x56x56 3x3     1.84, 1.81    1.64, 1.66      2.54, 2.56     2.81, 3.18
+    16x72x56x56 5x5      1.30, 1.31    1.44, 1.40      1.65, 1.60     1.59, 1.53
+    16x960x8x8 5x5       0.65, 0.66    0.74, 0.70      1.04, 1.10     0.48, 0.44
+    16x32x112x112 3x3    1.84, 1.69    -               2.01, 1.88     2.30, 2.55
+    16x96x112x112 3x3    6.41, 6.70    -               8.11, 9.61     25.2, 26.8
+    1x672x14x14 5x5      0.23, 0.22    0.24, 0.23      0.22, 0.21     0.11, 0.13
 
-Channel multiplier 1 (every MobileNet), square 3x3 and 5x5 kernels.  Tasks are (channel, block of
-images); every task writes its own planes of y, so the result does not depend on the threads.
+The columns split stays ahead only at 3x3 on 56-wide maps, where an odd row it computes for
+nothing costs nine multiply-adds a pixel; one kernel for all shapes is kept.  On one thread the
+14x14 5x5 layer took 1.2 ms against 1.7 (columns split): 0.55 ms for the split, which reads x
+(about the time of one NumPy pass that sums x), the rest for the 25 taps and the copy out.
+
+The backward pass keeps the phase planes of ``depthwise.py`` (on the 14x14 5x5 layer it took
+0.14-0.31x PyTorch's time in ``npmobilenet bench layers``).
+
+Channel multiplier 1 (every MobileNet), square 3x3 and 5x5 kernels, any map size.  Tasks are
+(channel, block of images); every task writes its own planes of y, so the result does not depend
+on the threads.
 """
 import functools
 
@@ -51,110 +67,138 @@ import numpy as np
 from numba import njit
 
 from . import buffers
+from .simd import LANES, deinterleave
 from .threads import run_chunks
 
-MAX_WIDTH = 56     # wider maps keep the phase planes (module docstring)
-BLOCK = 2048       # values per stacked buffer: E, O and the output stay in L1
+BLOCK = 2048       # values per phase plane of a block: the four planes and the output stay in L1
 
 
 def applies(x_shape, w_shape, stride, padding):
-    """True for a multiplier-1, stride-2, same-padded 3x3 or 5x5 depthwise conv on a map of even
-    width at most ``MAX_WIDTH``."""
-    k, W = w_shape[2], x_shape[3]
+    """True for a multiplier-1, stride-2, same-padded 3x3 or 5x5 depthwise conv."""
+    k = w_shape[2]
     return (w_shape[0] == x_shape[1] and tuple(stride) == (2, 2) and w_shape[3] == k and k in (3, 5)
-            and tuple(padding) == (k // 2, k // 2) and W % 2 == 0 and 2 <= W <= MAX_WIDTH)
+            and tuple(padding) == (k // 2, k // 2))
 
 
-def _geometry(N, H, W, k):
-    """(Wh, plen, nb): half width, the stride between stacked images, images per block."""
-    Wh = W // 2
-    plen = (H + k // 2) * Wh
-    return Wh, plen, max(1, min(N, BLOCK // plen))
+def _geometry(N, H, W):
+    """(Ho, Wo, plen, nb): the output's size, the stride between stacked images, images per block."""
+    Ho, Wo = (H + 1) // 2, (W + 1) // 2
+    plen = (Ho + 1) * Wo + 1
+    return Ho, Wo, plen, max(1, min(N, BLOCK // plen))
 
 
 @functools.lru_cache(maxsize=64)
-def edge_mask(Wh, n, dtype):
-    """(n + 1,): m[t] = 0 where t % Wh == 0 (the first column of a row), else 1."""
-    return (np.arange(n + 1) % Wh != 0).astype(dtype)
+def column_masks(Wo, plen, n, dtype):
+    """Two (n,) arrays: at output position t, 0 where column ow = (t % plen) % Wo is the first
+    (the left mask) or the last (the right mask), else 1."""
+    ow = np.arange(n) % plen % Wo
+    return (ow != 0).astype(dtype), (ow != Wo - 1).astype(dtype)
+
+
+# A call, not inlined: inlined at its two call sites (x, and the scratch copy of x's end), it
+# reference-counted the arrays it was handed, calls into Numba's runtime for every plane that
+# made the whole kernel 20-25% slower.  One call per task covers all its planes.
+@njit(cache=True, nogil=True)
+def _split(src, s0, step, count, H, W, ee, eo, oe, oo, d0, plen):
+    """Phase rows (1) of the ``count`` planes ``src[s0 + m*step:][:H*W]``, plane m's from
+    ``d0 + m*plen`` on at pitch Wo, each followed by its separator of zeros.  Values past the
+    input's last row or column are 0.  Reads run up to ``2 * LANES`` values past each plane."""
+    Ho, Wo = (H + 1) // 2, (W + 1) // 2
+    for m in range(count):
+        s, d = s0 + m * step, d0 + m * plen
+        for r in range(Ho):              # whole vectors: reads and writes run past each row
+            for c in range(0, Wo, LANES):
+                deinterleave(src, s + 2 * r * W + 2 * c, ee, eo, d + r * Wo + c)
+            if 2 * r + 1 < H:
+                for c in range(0, Wo, LANES):
+                    deinterleave(src, s + (2 * r + 1) * W + 2 * c, oe, oo, d + r * Wo + c)
+            if W % 2:                    # that pair's odd value was the next row's first
+                eo[d + r * Wo + Wo - 1] = 0
+                oo[d + r * Wo + Wo - 1] = 0
+        if H % 2:                        # no odd row below the last even row
+            for c in range(Wo):
+                oe[d + (Ho - 1) * Wo + c] = 0
+                oo[d + (Ho - 1) * Wo + c] = 0
+        for q in range(d + Ho * Wo, d + plen):     # the separator: zero again after the spills
+            ee[q] = eo[q] = oe[q] = oo[q] = 0
 
 
 @njit(cache=True, nogil=True, fastmath={"contract"})
-def forward(x, w, y, m, k, H, W, nb, start, stop):
+def forward(xf, w, y, ml, mr, k, H, W, nb, start, stop):
     """y[p] = x[p] conv w[p % C] at stride 2 for the tasks (channel, block of nb images) in
-    [start, stop).  x: (N*C, H*W); w: (C, k*k); y: (N*C, Ho*Wh); m: ``edge_mask``."""
+    [start, stop).  xf: x flattened (N*C*H*W,); w: (C, k*k); y: (N*C, Ho*Wo); ml, mr:
+    ``column_masks``."""
     C = w.shape[0]
     N = y.shape[0] // C
-    Wh, p = W // 2, k // 2
-    Ho = y.shape[1] // Wh
-    plen = (H + p) * Wh
+    HW = H * W
+    Ho, Wo = (H + 1) // 2, (W + 1) // 2
+    plen = (Ho + 1) * Wo + 1
+    b0 = Wo + 1                          # where image 0's rows start: after one separator
+    size = b0 + nb * plen + 2 * LANES    # slack for the whole-vector writes
+    ee, eo = np.zeros(size, dtype=xf.dtype), np.zeros(size, dtype=xf.dtype)
+    oe, oo = np.zeros(size, dtype=xf.dtype), np.zeros(size, dtype=xf.dtype)
+    acc = np.empty(nb * plen, dtype=xf.dtype)
+    reach = (H - 1) * W + 2 * LANES * ((Wo + LANES - 1) // LANES)   # a plane's reads in _split
+    tail = np.zeros(nb * HW + reach, dtype=xf.dtype)
     blocks = (N + nb - 1) // nb
-    # E, O: one leading value (so the offset -1 of (2) stays in the array), p zero rows, then the
-    # images plen apart, each followed by p zero rows; slack for the +1 reads past the last one.
-    size = 1 + p * Wh + nb * plen + 2
-    E = np.zeros(size, dtype=x.dtype)
-    O = np.zeros(size, dtype=x.dtype)
-    acc = np.empty(nb * plen, dtype=x.dtype)
     for task in range(start, stop):
         co, n0 = task // blocks, (task % blocks) * nb
         n1 = min(N, n0 + nb)
-        for n in range(n0, n1):                          # (1)
-            src = x[n * C + co]
-            o = 1 + p * Wh + (n - n0) * plen
-            e, od = E[o:o + H * Wh], O[o:o + H * Wh]
-            for q in range(H * Wh):
-                e[q] = src[2 * q]
-                od[q] = src[2 * q + 1]
-        L = (n1 - n0 - 1) * plen + (2 * Ho - 1) * Wh     # up to the last output pixel
+        # Images n0 .. n_in - 1 are split in place; the reads of the others would pass the end
+        # of x (its last few planes), so they are copied into ``tail`` first.
+        n_in = min(n1, max(n0, (xf.shape[0] - reach - co * HW) // (C * HW) + 1))
+        _split(xf, (n0 * C + co) * HW, C * HW, n_in - n0, H, W, ee, eo, oe, oo, b0, plen)
+        if n_in < n1:
+            for n in range(n_in, n1):
+                tail[(n - n_in) * HW:(n - n_in + 1) * HW] = xf[(n * C + co) * HW:(n * C + co + 1) * HW]
+            _split(tail, 0, HW, n1 - n_in, H, W, ee, eo, oe, oo, b0 + (n_in - n0) * plen, plen)
+        L = (n1 - n0 - 1) * plen + Ho * Wo              # up to the block's last output pixel
         wc = w[co]
-        # Window i of E (and of O) is the array from i * Wh on: its element t lies (i - p) * Wh - 1
-        # values from pixel t's own (its position in E is 1 + p * Wh + t), so by (2) its element
-        # t + 1 + floor((j - p) / 2) is tap (i, j).
-        if k == 3:    # j = 0, 1, 2: O at -1, E at 0, O at 0
+        # Window d of a phase plane is the plane from d*Wo on: its element t + 1 + dc is the value
+        # at (row oh + d - 1, column ow + dc) of output pixel t's image, the read (2).
+        if k == 3:
             w00, w01, w02, w10, w11, w12, w20, w21, w22 = (wc[0], wc[1], wc[2], wc[3], wc[4], wc[5],
                                                            wc[6], wc[7], wc[8])
-            e0, o0 = E[0:], O[0:]
-            e1, o1 = E[Wh:], O[Wh:]
-            e2, o2 = E[2 * Wh:], O[2 * Wh:]
+            ee1, eo1 = ee[Wo:], eo[Wo:]
+            oe0, oo0 = oe[0:], oo[0:]
+            oe1, oo1 = oe[Wo:], oo[Wo:]
             for t in range(L):
-                acc[t] = (m[t] * (w00 * o0[t] + w10 * o1[t] + w20 * o2[t])
-                          + (w01 * e0[t + 1] + w11 * e1[t + 1] + w21 * e2[t + 1])
-                          + (w02 * o0[t + 1] + w12 * o1[t + 1] + w22 * o2[t + 1]))
-        else:         # j = 0 .. 4: E at -1, O at -1, E at 0, O at 0, E at +1
+                acc[t] = (ml[t] * (w00 * oo0[t] + w10 * eo1[t] + w20 * oo1[t])
+                          + (w01 * oe0[t + 1] + w11 * ee1[t + 1] + w21 * oe1[t + 1])
+                          + (w02 * oo0[t + 1] + w12 * eo1[t + 1] + w22 * oo1[t + 1]))
+        else:
             (w00, w01, w02, w03, w04, w10, w11, w12, w13, w14, w20, w21, w22, w23, w24,
              w30, w31, w32, w33, w34, w40, w41, w42, w43, w44) = (
                 wc[0], wc[1], wc[2], wc[3], wc[4], wc[5], wc[6], wc[7], wc[8], wc[9], wc[10], wc[11],
                 wc[12], wc[13], wc[14], wc[15], wc[16], wc[17], wc[18], wc[19], wc[20], wc[21],
                 wc[22], wc[23], wc[24])
-            e0, o0 = E[0:], O[0:]
-            e1, o1 = E[Wh:], O[Wh:]
-            e2, o2 = E[2 * Wh:], O[2 * Wh:]
-            e3, o3 = E[3 * Wh:], O[3 * Wh:]
-            e4, o4 = E[4 * Wh:], O[4 * Wh:]
+            ee0, ee1, ee2 = ee[0:], ee[Wo:], ee[2 * Wo:]
+            eo0, eo1, eo2 = eo[0:], eo[Wo:], eo[2 * Wo:]
+            oe0, oe1 = oe[0:], oe[Wo:]
+            oo0, oo1 = oo[0:], oo[Wo:]
             for t in range(L):
-                left = (w00 * e0[t] + w01 * o0[t] + w10 * e1[t] + w11 * o1[t] + w20 * e2[t]
-                        + w21 * o2[t] + w30 * e3[t] + w31 * o3[t] + w40 * e4[t] + w41 * o4[t])
-                mid = (w02 * e0[t + 1] + w03 * o0[t + 1] + w12 * e1[t + 1] + w13 * o1[t + 1]
-                       + w22 * e2[t + 1] + w23 * o2[t + 1] + w32 * e3[t + 1] + w33 * o3[t + 1]
-                       + w42 * e4[t + 1] + w43 * o4[t + 1])
-                right = (w04 * e0[t + 2] + w14 * e1[t + 2] + w24 * e2[t + 2] + w34 * e3[t + 2]
-                         + w44 * e4[t + 2])
-                acc[t] = m[t] * left + mid + m[t + 1] * right
-        for n in range(n0, n1):                          # keep the even rows
+                left = (w00 * ee0[t] + w01 * eo0[t] + w10 * oe0[t] + w11 * oo0[t] + w20 * ee1[t]
+                        + w21 * eo1[t] + w30 * oe1[t] + w31 * oo1[t] + w40 * ee2[t] + w41 * eo2[t])
+                mid = (w02 * ee0[t + 1] + w03 * eo0[t + 1] + w12 * oe0[t + 1] + w13 * oo0[t + 1]
+                       + w22 * ee1[t + 1] + w23 * eo1[t + 1] + w32 * oe1[t + 1] + w33 * oo1[t + 1]
+                       + w42 * ee2[t + 1] + w43 * eo2[t + 1])
+                right = (w04 * ee0[t + 2] + w14 * oe0[t + 2] + w24 * ee1[t + 2] + w34 * oe1[t + 2]
+                         + w44 * ee2[t + 2])
+                acc[t] = ml[t] * left + mid + mr[t] * right
+        for n in range(n0, n1):                          # each image's pixels, contiguous in acc
             dst, a = y[n * C + co], acc[(n - n0) * plen:]
-            for oh in range(Ho):
-                d, s = dst[oh * Wh:oh * Wh + Wh], a[2 * oh * Wh:2 * oh * Wh + Wh]
-                for q in range(Wh):
-                    d[q] = s[q]
+            for q in range(Ho * Wo):
+                dst[q] = a[q]
 
 
 def forward_fast(x, w):
-    """x (N, C, H, W), w (C, 1, k, k) -> y (N, C, ceil(H/2), W/2); ``applies`` must hold."""
+    """x (N, C, H, W), w (C, 1, k, k) -> y (N, C, ceil(H/2), ceil(W/2)); ``applies`` must hold."""
     N, C, H, W = x.shape
     k = w.shape[2]
-    Wh, plen, nb = _geometry(N, H, W, k)
-    Ho = (H + 1) // 2
-    y = buffers.empty((N, C, Ho, Wh), x.dtype)
-    run_chunks(forward, C * -(-N // nb), np.ascontiguousarray(x).reshape(N * C, H * W),
-               np.ascontiguousarray(w, dtype=x.dtype).reshape(C, k * k), y.reshape(N * C, Ho * Wh),
-               edge_mask(Wh, nb * plen, x.dtype), k, H, W, nb, work=x.size + y.size)
+    Ho, Wo, plen, nb = _geometry(N, H, W)
+    y = buffers.empty((N, C, Ho, Wo), x.dtype)
+    ml, mr = column_masks(Wo, plen, nb * plen, x.dtype)
+    run_chunks(forward, C * -(-N // nb), np.ascontiguousarray(x).reshape(-1),
+               np.ascontiguousarray(w, dtype=x.dtype).reshape(C, k * k), y.reshape(N * C, Ho * Wo),
+               ml, mr, k, H, W, nb, work=x.size + y.size)
     return y

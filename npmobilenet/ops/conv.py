@@ -31,8 +31,8 @@ Two paths compute (1), selected by ``npmobilenet.ops.backend.fast()``:
   ``depthwise_s2.py`` for the stride-2 forward and ``depthwise_small.py`` for tiny maps);
   everything else is a Numba im2col / col2im (``kernels/im2col.py``) around BLAS matmuls, a few
   images at a time so the columns stay in cache, the chunks of images spread over the threads.
-  The kernels read the input through *phase planes* (``kernels/phases.py``), at stride 1 in place
-  at the input's own pitch, or at stride 2 with its columns split: each way every kernel tap is
+  The kernels read the input through *phase planes* (``kernels/phases.py``; at stride 1 in place
+  at the input's own pitch, at stride 2 split by vector shuffles): each way every kernel tap is
   one unit-stride loop over a whole plane.
 
 The backward pass recomputes ``X_col`` from the cached ``x`` rather than keeping it: it is

@@ -1,0 +1,55 @@
+"""One explicit vector operation, for the one loop LLVM will not vectorise by itself.
+
+LLVM vectorises a *loop* whose trip count is large enough (Numba runs its loop vectoriser), and
+splitting a whole flattened plane into its even and odd values, ``E[q] = x[2q]``, is such a loop.
+Splitting *each row* of a 14-wide plane into its 7 even and 7 odd columns is not: a loop of 7
+runs scalar, and the straight-line code that unrolling it gives would need LLVM's SLP vectoriser,
+which Numba leaves off.  Measured, the 16x672 planes of 14x14 split row by row into four phase
+planes, one thread: 3.6 ms scalar, 0.8 ms with ``deinterleave`` below.
+
+``deinterleave`` writes that step as one ``LANES``-wide vector operation in LLVM's IR: load
+``2 * LANES`` consecutive values, shuffle the even and the odd lanes apart, store each half.  A
+row of ``w`` pairs then takes ``ceil(w / LANES)`` such steps.  Each step reads and writes whole
+vectors, so the caller must leave room: up to ``2 * LANES - 1`` values are read past the row's last
+pair and up to ``LANES - 1`` written past the last value it asked for.  No bounds are checked.
+"""
+from llvmlite import ir
+from numba import types
+from numba.extending import intrinsic
+
+LANES = 8       # 8 float32 = one 256-bit register (two for float64)
+
+
+def _contiguous_1d(*arrays):
+    return all(isinstance(a, types.Array) and a.ndim == 1 and a.layout == "C"
+               and a.dtype == arrays[0].dtype and isinstance(a.dtype, types.Float) for a in arrays)
+
+
+@intrinsic
+def deinterleave(typingctx, src, i, even, odd, j):
+    """even[j:j + LANES] = src[i:i + 2*LANES:2] and odd[j:j + LANES] = src[i + 1:i + 2*LANES:2].
+
+    src, even, odd: 1-D C-contiguous arrays of one float dtype; i, j: integers.  Unchecked: the
+    caller keeps ``i + 2*LANES <= len(src)`` and ``j + LANES <= len(even), len(odd)``."""
+    if not (_contiguous_1d(src, even, odd) and isinstance(i, types.Integer)
+            and isinstance(j, types.Integer)):
+        return None
+    sig = types.void(src, i, even, odd, j)
+
+    def codegen(context, builder, sig, args):
+        src_t, i_t, even_t, odd_t, j_t = sig.args
+        value = context.get_value_type(src_t.dtype)
+        align = src_t.dtype.bitwidth // 8              # element alignment: the rows start anywhere
+        pair, half = ir.VectorType(value, 2 * LANES), ir.VectorType(value, LANES)
+        at_i = builder.gep(context.make_array(src_t)(context, builder, args[0]).data,
+                           [context.cast(builder, args[1], i_t, types.intp)])
+        v = builder.load(builder.bitcast(at_i, pair.as_pointer()), align=align)
+        lanes = ir.VectorType(ir.IntType(32), LANES)
+        j_ = context.cast(builder, args[4], j_t, types.intp)
+        for arr, arr_t, first in ((args[2], even_t, 0), (args[3], odd_t, 1)):
+            lane = builder.shuffle_vector(v, v, ir.Constant(lanes, [2 * k + first for k in range(LANES)]))
+            at_j = builder.gep(context.make_array(arr_t)(context, builder, arr).data, [j_])
+            builder.store(lane, builder.bitcast(at_j, half.as_pointer()), align=align)
+        return context.get_dummy_value()
+
+    return sig, codegen
