@@ -150,7 +150,8 @@ def forward(xf, w, y, ml, mr, k, H, W, nb, start, stop):
         _split(xf, (n0 * C + co) * HW, C * HW, n_in - n0, H, W, ee, eo, oe, oo, b0, plen)
         if n_in < n1:
             for n in range(n_in, n1):
-                tail[(n - n_in) * HW:(n - n_in + 1) * HW] = xf[(n * C + co) * HW:(n * C + co + 1) * HW]
+                for q in range(HW):
+                    tail[(n - n_in) * HW + q] = xf[(n * C + co) * HW + q]
             _split(tail, 0, HW, n1 - n_in, H, W, ee, eo, oe, oo, b0 + (n_in - n0) * plen, plen)
         L = (n1 - n0 - 1) * plen + Ho * Wo              # up to the block's last output pixel
         wc = w[co]
