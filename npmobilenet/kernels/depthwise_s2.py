@@ -21,9 +21,9 @@ those taps are multiplied by 0/1 column masks (``column_masks``).  The rows of p
 below are real zeros: the images of one channel are stacked ``plen = (Ho + 1) * Wo + 1`` apart
 in each phase plane, with a separator of ``Wo + 1`` zeros between them (a row, and one more for
 the corner tap at dr = dc = -1, which would otherwise read the image before), and one loop covers
-the block (``BLOCK`` values a plane at most: the planes and the output stay in L1).  The mask
-multiplies a column's sum of products, so an inf or NaN in x also reaches the output pixel at
-the far edge of the neighbouring row: non-finite in, non-finite out, in the same image.
+the block (``BLOCK`` values a plane at most, below).  The mask multiplies a column's sum of
+products, so an inf or NaN in x also reaches the output pixel at the far edge of the
+neighbouring row: non-finite in, non-finite out, in the same image.
 
 The split (1) is the cost.  At 14x14 a phase row has 7 values, and a loop of 7 runs scalar: that
 copy, through a table, was half the time of the 16x672x14x14 5x5 layer (``depthwise.py``, 1.2 of
@@ -39,20 +39,23 @@ over the plane, and so also computed every odd row, dropped after; it took width
 the phase planes of ``depthwise.py``, and PyTorch 2.14.1's ``F.conv2d`` on the same arrays:
 
                          this kernel   columns split   phase planes   PyTorch
-    16x672x14x14 5x5     0.79, 0.82    1.10, 1.11      1.46, 1.52     0.84, 0.87
-    16x240x28x28 3x3     0.93, 0.96    1.00, 0.94      1.69, 1.78     1.15, 1.13
-    16x240x28x28 5x5     1.40, 1.20    1.69, 1.34      2.74, 2.06     1.28, 1.14
-    16x144x56x56 3x3     1.84, 1.81    1.64, 1.66      2.54, 2.56     2.81, 3.18
-    16x72x56x56 5x5      1.30, 1.31    1.44, 1.40      1.65, 1.60     1.59, 1.53
-    16x960x8x8 5x5       0.65, 0.66    0.74, 0.70      1.04, 1.10     0.48, 0.44
-    16x32x112x112 3x3    1.84, 1.69    -               2.01, 1.88     2.30, 2.55
-    16x96x112x112 3x3    6.41, 6.70    -               8.11, 9.61     25.2, 26.8
-    1x672x14x14 5x5      0.23, 0.22    0.24, 0.23      0.22, 0.21     0.11, 0.13
+    16x672x14x14 5x5     0.67, 0.67    0.94, 0.92      1.24, 1.28     0.73, 0.73
+    16x240x28x28 3x3     0.58, 0.57    0.76, 0.82      1.53, 1.46     0.93, 0.94
+    16x240x28x28 5x5     0.81, 0.75    1.11, 1.08      1.83, 1.68     1.05, 0.94
+    16x144x56x56 3x3     1.06, 1.03    1.30, 1.36      2.19, 2.07     2.82, 2.69
+    16x72x56x56 5x5      0.89, 0.89    1.19, 1.24      1.47, 1.39     1.36, 1.30
+    16x960x8x8 5x5       0.59, 0.74    0.69, 0.91      1.03, 1.22     0.43, 0.46
+    16x32x112x112 3x3    1.62, 1.97    -               1.65, 2.14     2.06, 2.93
+    16x96x112x112 3x3    6.08, 6.15    -               8.47, 8.48     23.1, 24.7
+    1x672x14x14 5x5      0.19, 0.22    0.20, 0.23      0.18, 0.21     0.10, 0.12
 
-The columns split stays ahead only at 3x3 on 56-wide maps, where an odd row it computes for
-nothing costs nine multiply-adds a pixel; one kernel for all shapes is kept.  On one thread the
-14x14 5x5 layer took 1.2 ms against 1.7 (columns split): 0.55 ms for the split, which reads x
-(about the time of one NumPy pass that sums x), the rest for the 25 taps and the copy out.
+On one thread the 14x14 5x5 layer took 1.2 ms against 1.7 (columns split): 0.55 ms for the
+split, which reads x (about the time of one NumPy pass that sums x), the rest for the 25 taps and
+the copy out.  ``BLOCK`` = 1024 values a phase plane (16 images at 14x14, 1 at 56x56) was
+measured against 600, 1536 and 2048: level at 14x14, 8x8 and 112x112, and at 28x28 and 56x56
+2048 took 25-40% longer (16x240x28x28 5x5: 1.13 against 0.77 ms; 16x144x56x56 3x3: 1.35 against
+0.97): the four planes and the block's output, 20 KB in float32, leave room in L1 for the rows of
+x coming in.
 
 The backward pass keeps the phase planes of ``depthwise.py`` (on the 14x14 5x5 layer it took
 0.14-0.31x PyTorch's time in ``npmobilenet bench layers``).
@@ -70,7 +73,7 @@ from . import buffers
 from .simd import LANES, deinterleave
 from .threads import run_chunks
 
-BLOCK = 2048       # values per phase plane of a block: the four planes and the output stay in L1
+BLOCK = 1024       # values per phase plane of a block (module docstring)
 
 
 def applies(x_shape, w_shape, stride, padding):
