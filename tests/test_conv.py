@@ -210,7 +210,7 @@ def test_fast_path_equals_plain_path(cfg, dtype, rtol):
 def test_depthwise_direct_loops_equal_im2col(cfg, dtype, rtol):
     x, w, _, s, p, g = make(cfg, np.random.default_rng(4), dtype)
     stride, padding, groups, out_hw = C._validate(x, w, None, s, p, g)
-    assert C._kind(x.shape, w.shape, padding, groups) == "depthwise"
+    assert C._kind(x.shape, w.shape, stride, padding, groups) == "depthwise"
     y = C._forward_fast(x, w, stride, padding, groups, out_hw)
     y_cols = C._forward_fast(x, w, stride, padding, groups, out_hw, method="im2col")
     assert_close(y, y_cols, rtol)

@@ -413,6 +413,117 @@ def test_depthwise_stride2_path_is_taken_where_it_applies(x_shape, w_shape, stri
     assert depthwise_s2.applies(x_shape, w_shape, stride, padding) is taken
 
 
+# ---- the stem: a full 3x3 stride-2 conv over few input channels, direct loops ----------------------
+STEM = [(2, 3, 224, 224, 16), (1, 3, 224, 224, 32), (3, 3, 9, 8, 4), (2, 1, 8, 9, 6), (5, 4, 17, 31, 2),
+        (1, 3, 1, 1, 2), (2, 2, 2, 5, 8), (4, 3, 15, 13, 32), (1, 3, 30, 112, 16), (2, 3, 40, 600, 4),
+        (3, 2, 7, 1, 2), (2, 3, 1, 20, 6)]
+
+
+@pytest.mark.parametrize("dtype,tol", [(np.float64, 1e-12), (np.float32, 1e-5)])
+@pytest.mark.parametrize("shape", STEM, ids=[f"{n}x{c}x{h}x{w}-{o}" for n, c, h, w, o in STEM])
+def test_stem_kernel_equals_plain(shape, dtype, tol):
+    """kernels/stem.py called directly, against the plain path: one to four input channels, 2 to 32
+    output channels, odd and even heights and widths, maps one pixel, one row or one column in
+    size, bands of several rows (112 columns: 4 rows a band, the last one short) and of one row
+    (600 columns).  Widths that are a multiple of 16 split the last image in place, the others
+    through the copy with room after it; one image is split over groups of output channels."""
+    from npmobilenet.kernels import stem
+    N, C, H, W, O = shape
+    rng = np.random.default_rng(17)
+    x = rng.standard_normal((N, C, H, W)).astype(dtype)
+    w = rng.standard_normal((O, C, 3, 3)).astype(dtype)
+    assert stem.applies(x.shape, w.shape, (2, 2), (1, 1), 1)
+    with backend.plain():
+        want, _ = conv2d_forward(x, w, None, 2, 1)
+    got = stem.forward_fast(x, w)
+    assert got.dtype == dtype and got.shape == want.shape and got.flags.c_contiguous
+    np.testing.assert_allclose(got, want, rtol=tol, atol=tol * np.abs(want).max())
+
+
+def test_stem_kernel_keeps_a_nan_in_its_own_image():
+    """A NaN at an image's first or last pixel, in its first or last channel: the other images'
+    outputs stay equal to the plain path's (each image is split into the phase buffers afresh)."""
+    from npmobilenet.kernels import stem
+    rng = np.random.default_rng(18)
+    x = rng.standard_normal((4, 3, 9, 12))
+    w = rng.standard_normal((6, 3, 3, 3))
+    with backend.plain():
+        want, _ = conv2d_forward(x, w, None, 2, 1)
+    for channel, pixel in ((0, (0, 0)), (2, (-1, -1))):
+        bad = x.copy()
+        bad[1, channel, pixel[0], pixel[1]] = np.nan
+        got = stem.forward_fast(bad, w)
+        assert np.isnan(got[1]).any()
+        others = [0, 2, 3]
+        np.testing.assert_allclose(got[others], want[others], rtol=1e-12, atol=1e-12 * np.abs(want).max())
+
+
+@pytest.mark.parametrize("N", [1, 8])
+def test_stem_kernel_does_not_depend_on_the_thread_count(N):
+    """Batch 1 runs as two tasks of output channels on two threads, one on one thread; batch 8 as
+    tasks of images: bit for bit the same either way."""
+    from npmobilenet.kernels import stem
+    rng = np.random.default_rng(19)
+    x = rng.standard_normal((N, 3, 96, 96)).astype(np.float32)      # large enough to run in parallel
+    w = rng.standard_normal((16, 3, 3, 3)).astype(np.float32)
+    before = threads.num_threads()
+    try:
+        threads.set_num_threads(1)
+        one = stem.forward_fast(x, w).copy()
+        threads.set_num_threads(2)
+        two = stem.forward_fast(x, w)
+    finally:
+        threads.set_num_threads(before)
+    _same(one, two)
+
+
+@pytest.mark.parametrize("x_shape,w_shape,stride,padding,groups,taken", [
+    ((16, 3, 224, 224), (16, 3, 3, 3), (2, 2), (1, 1), 1, True),      # MobileNetV3's stem
+    ((16, 3, 224, 224), (32, 3, 3, 3), (2, 2), (1, 1), 1, True),      # V1, V2, V4
+    ((1, 1, 28, 28), (8, 1, 3, 3), (2, 2), (1, 1), 1, True),          # one channel
+    ((1, 4, 28, 28), (8, 4, 3, 3), (2, 2), (1, 1), 1, True),
+    ((16, 8, 112, 112), (32, 8, 3, 3), (2, 2), (1, 1), 1, False),     # 8 channels: im2col is faster
+    ((16, 3, 224, 224), (15, 3, 3, 3), (2, 2), (1, 1), 1, False),     # odd output channels
+    ((16, 3, 224, 224), (16, 3, 3, 3), (1, 1), (1, 1), 1, False),     # stride 1
+    ((16, 3, 224, 224), (16, 3, 3, 3), (2, 2), (0, 0), 1, False),     # padding 0
+    ((16, 3, 224, 224), (16, 3, 5, 5), (2, 2), (2, 2), 1, False),     # 5x5
+    ((16, 4, 56, 56), (16, 2, 3, 3), (2, 2), (1, 1), 2, False),       # grouped
+])
+def test_stem_path_is_taken_where_it_applies(x_shape, w_shape, stride, padding, groups, taken):
+    """The rule of stem.py's docstring, and the conv's dispatch follows it (depthwise and
+    pointwise convs keep their own kernels)."""
+    from npmobilenet.kernels import stem
+    from npmobilenet.ops import conv
+    assert stem.applies(x_shape, w_shape, stride, padding, groups) is taken
+    assert (conv._kind(x_shape, w_shape, stride, padding, groups) == "stem") is taken
+    assert conv._kind(x_shape, w_shape, stride, padding, groups, method="im2col") != "stem"
+
+
+def test_stem_conv_forward_and_backward_equal_im2col():
+    """Conv2d's fast path on a stem: the forward through stem.py equals the im2col forward, and
+    the backward (im2col's, as for any standard conv) equals the plain path's."""
+    from npmobilenet.ops import conv as C
+    rng = np.random.default_rng(20)
+    x = rng.standard_normal((3, 3, 33, 30))
+    w = rng.standard_normal((8, 3, 3, 3))
+    stride, padding, groups, out_hw = C._validate(x, w, None, 2, 1, 1)
+    y = C._forward_fast(x, w, stride, padding, groups, out_hw)
+    np.testing.assert_allclose(y, C._forward_fast(x, w, stride, padding, groups, out_hw, method="im2col"),
+                               rtol=1e-12, atol=1e-12 * np.abs(y).max())
+    dy = rng.standard_normal(y.shape)
+    y2, cache = conv2d_forward(x, w, None, 2, 1)
+    with backend.plain():
+        _, cache_plain = conv2d_forward(x, w, None, 2, 1)
+        want = conv2d_backward(dy, cache_plain)
+    dx, dw, db = conv2d_backward(dy, cache)
+    assert db is None and want[2] is None                           # no bias
+    for got, ref in ((dx, want[0]), (dw, want[1])):
+        np.testing.assert_allclose(got, ref, rtol=1e-12, atol=1e-12 * np.abs(ref).max())
+    dx, dw, _ = conv2d_backward(dy, cache, input_grad=False)        # the stem's case: no dx
+    assert dx is None
+    np.testing.assert_allclose(dw, want[1], rtol=1e-12, atol=1e-12 * np.abs(want[1]).max())
+
+
 def test_buffers_let_go_of_shapes_no_longer_used(monkeypatch):
     monkeypatch.setattr(buffers, "KEEP_CALLS", 300)
     buffers.clear()

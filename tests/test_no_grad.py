@@ -38,7 +38,9 @@ CONVS = {   # (conv, input shape): every path of ops/fused.inference
     "pointwise-batch1": (lambda: Conv2d(64, 96, 1, rng=1), (1, 64, 40, 40)),
     "pointwise-parallel": (lambda: Conv2d(64, 96, 1, rng=1), (16, 64, 28, 28)),
     "im2col-3x3-s2": (lambda: Conv2d(8, 16, 3, stride=2, rng=1), (6, 8, 15, 13)),
-    "im2col-stem": (lambda: Conv2d(3, 16, 3, stride=2, rng=1), (2, 3, 64, 64)),
+    "stem": (lambda: Conv2d(3, 16, 3, stride=2, rng=1), (2, 3, 64, 64)),             # kernels/stem.py
+    "stem-by-images": (lambda: Conv2d(3, 16, 3, stride=2, rng=1), (8, 3, 64, 64)),   # epilogue by parts
+    "im2col-stem-odd": (lambda: Conv2d(3, 15, 3, stride=2, rng=1), (2, 3, 64, 64)),  # odd O: im2col
     "im2col-batch1": (lambda: Conv2d(8, 16, 5, rng=1), (1, 8, 20, 20)),
     "depthwise-planes": (lambda: Conv2d(32, 32, 5, stride=2, groups=32, rng=1), (4, 32, 28, 28)),
     "depthwise-3x3": (lambda: Conv2d(16, 16, 3, groups=16, rng=1), (3, 16, 12, 10)),

@@ -102,7 +102,7 @@ def column_masks(Wo, plen, n, dtype):
 # reference-counted the arrays it was handed, calls into Numba's runtime for every plane that
 # made the whole kernel 20-25% slower.  One call per task covers all its planes.
 @njit(cache=True, nogil=True)
-def _split(src, s0, step, count, H, W, ee, eo, oe, oo, d0, plen):
+def split_phases(src, s0, step, count, H, W, ee, eo, oe, oo, d0, plen):
     """Phase rows (1) of the ``count`` planes ``src[s0 + m*step:][:H*W]``, plane m's from
     ``d0 + m*plen`` on at pitch Wo, each followed by its separator of zeros.  Values past the
     input's last row or column are 0.  Reads run up to ``2 * LANES`` values past each plane."""
@@ -141,7 +141,7 @@ def forward(xf, w, y, ml, mr, k, H, W, nb, start, stop):
     ee, eo = np.zeros(size, dtype=xf.dtype), np.zeros(size, dtype=xf.dtype)
     oe, oo = np.zeros(size, dtype=xf.dtype), np.zeros(size, dtype=xf.dtype)
     acc = np.empty(nb * plen, dtype=xf.dtype)
-    reach = (H - 1) * W + 2 * LANES * ((Wo + LANES - 1) // LANES)   # a plane's reads in _split
+    reach = (H - 1) * W + 2 * LANES * ((Wo + LANES - 1) // LANES)   # a plane's reads, split_phases
     tail = np.zeros(nb * HW + reach, dtype=xf.dtype)
     blocks = (N + nb - 1) // nb
     for task in range(start, stop):
@@ -150,12 +150,12 @@ def forward(xf, w, y, ml, mr, k, H, W, nb, start, stop):
         # Images n0 .. n_in - 1 are split in place; the reads of the others would pass the end
         # of x (its last few planes), so they are copied into ``tail`` first.
         n_in = min(n1, max(n0, (xf.shape[0] - reach - co * HW) // (C * HW) + 1))
-        _split(xf, (n0 * C + co) * HW, C * HW, n_in - n0, H, W, ee, eo, oe, oo, b0, plen)
+        split_phases(xf, (n0 * C + co) * HW, C * HW, n_in - n0, H, W, ee, eo, oe, oo, b0, plen)
         if n_in < n1:
             for n in range(n_in, n1):
                 for q in range(HW):
                     tail[(n - n_in) * HW + q] = xf[(n * C + co) * HW + q]
-            _split(tail, 0, HW, n1 - n_in, H, W, ee, eo, oe, oo, b0 + (n_in - n0) * plen, plen)
+            split_phases(tail, 0, HW, n1 - n_in, H, W, ee, eo, oe, oo, b0 + (n_in - n0) * plen, plen)
         L = (n1 - n0 - 1) * plen + Ho * Wo              # up to the block's last output pixel
         wc = w[co]
         # Window d of a phase plane is the plane from d*Wo on: its element t + 1 + dc is the value

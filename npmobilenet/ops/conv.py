@@ -28,7 +28,8 @@ Two paths compute (1), selected by ``npmobilenet.ops.backend.fast()``:
   im2col), shaped by ``kernels/pointwise.py`` (one product for the whole batch on 1x1 maps, and
   dW without an (N, O, C) stack of per-image products); depthwise runs as direct Numba loops
   (``kernels/depthwise.py``, with ``depthwise_s1.py`` for stride 1 on large maps,
-  ``depthwise_s2.py`` for the stride-2 forward and ``depthwise_small.py`` for tiny maps);
+  ``depthwise_s2.py`` for the stride-2 forward and ``depthwise_small.py`` for tiny maps); so
+  does the stem's forward (3x3, stride 2, at most 4 input channels: ``kernels/stem.py``);
   everything else is a Numba im2col / col2im (``kernels/im2col.py``) around BLAS matmuls, a few
   images at a time so the columns stay in cache, the chunks of images spread over the threads.
   The kernels read the input through *phase planes* (``kernels/phases.py``; at stride 1 in place
@@ -224,22 +225,29 @@ def _backward_plain(dy, cache, input_grad=True):
 
 
 # ---- fast: BLAS + Numba -----------------------------------------------------------------------
-def _kind(x_shape, w_shape, padding, groups, method="auto"):
-    """Which fast algorithm: "pointwise" (1x1, no padding), "depthwise" (direct loops) or "im2col"."""
+def _kind(x_shape, w_shape, stride, padding, groups, method="auto"):
+    """Which fast algorithm: "pointwise" (1x1, no padding), "stem" (the direct loops of
+    ``kernels/stem.py``, forward only), "depthwise" (direct loops) or "im2col"."""
+    from ..kernels import stem
     if w_shape[2:] == (1, 1) and padding == (0, 0):
         return "pointwise"
+    if method == "auto" and stem.applies(x_shape, w_shape, stride, padding, groups):
+        return "stem"
     if method == "auto" and groups == x_shape[1] and w_shape[1] == 1:
         return "depthwise"
     return "im2col"
 
 
 def _forward_fast(x, w, stride, padding, groups, out_hw, method="auto"):
-    """``method="im2col"`` forces the im2col kernels even for depthwise (the tests compare both)."""
-    from ..kernels import depthwise as dwk, im2col as i2c, pointwise   # imported on first use: JIT-compiled
+    """``method="im2col"`` forces the im2col kernels even for depthwise and the stem (the tests
+    compare both)."""
+    from ..kernels import depthwise as dwk, im2col as i2c, pointwise, stem   # imported on first use: JIT-compiled
     N, C = x.shape[:2]
     O, G, (Ho, Wo) = w.shape[0], groups, out_hw
     Wg = w.reshape(G, O // G, -1)                              # (G, Og, K)
-    kind = _kind(x.shape, w.shape, padding, G, method)
+    kind = _kind(x.shape, w.shape, stride, padding, G, method)
+    if kind == "stem":
+        return stem.forward_fast(x, w)
     if kind == "depthwise":
         return dwk.depthwise_forward_fast(x, w, stride, padding, out_hw)
     if kind == "pointwise":      # a 1x1 conv is a matmul on the (strided) pixels: no copy at stride 1
@@ -256,7 +264,9 @@ def _backward_fast(dy, cache, method="auto", input_grad=True):
     N, C = x.shape[:2]
     O, Ho, Wo = dy.shape[1:]
     Wg = w.reshape(G, O // G, -1)                              # (G, Og, K)
-    kind = _kind(x.shape, w.shape, padding, G, method)
+    kind = _kind(x.shape, w.shape, stride, padding, G, method)
+    if kind == "stem":                           # its backward is im2col's (kernels/stem.py)
+        kind = "im2col"
     if not input_grad and kind == "im2col":      # the stem's case; the others compute dx anyway
         return None, i2c.conv_backward(dy, x, Wg, w.shape[2:], stride, padding, input_grad=False)[1].reshape(w.shape)
     if kind == "depthwise":

@@ -13,9 +13,9 @@ results agree to float rounding (the tests check both).
 
 Inference (``npmobilenet.no_grad()``): nothing is kept for backward, so an eval-mode conv, the
 batch norm after it and its activation become one layer (``triple`` / ``inference``): the conv's
-product runs a chunk of images at a time (``kernels/pointwise.py``, ``kernels/im2col.py``) and
-each chunk is normalised and activated in place right after, while it is still in cache, instead
-of in a later pass through memory (``kernels/bn_act.eval_inplace``).  Same arithmetic in the same
+product runs a chunk of images at a time (``kernels/pointwise.py``, ``kernels/im2col.py``,
+``kernels/stem.py``) and each chunk is normalised and activated in place right after, while it is
+still in cache, instead of in a later pass through memory (``kernels/bn_act.eval_inplace``).  Same arithmetic in the same
 order: the outputs are bit for bit those of the separate layers.  Depthwise convs are left out:
 their BN and activation run fused as above (measured: applying them inside the depthwise loops
 gained nothing on MobileNetV4-Conv-S or V3-Small, and a helper called from those loops, which
@@ -120,8 +120,8 @@ _ACT_KIND = {ReLU: 0, ReLU6: 1, Hardswish: 2, Identity: 3}
 
 def triple(conv, bn):
     """True if ``conv``, ``bn`` (and the activation after them, if any: ``inference`` decides) can
-    run as one inference layer: no_grad, fast path, a plain Conv2d (groups 1, no bias: a 1x1 or
-    im2col conv), an eval-mode BatchNorm2d."""
+    run as one inference layer: no_grad, fast path, a plain Conv2d (groups 1, no bias: a 1x1,
+    stem or im2col conv), an eval-mode BatchNorm2d."""
     from ..module import grad_enabled
     if grad_enabled() or not backend.fast() or type(conv) is not Conv2d or type(bn) is not BatchNorm2d:
         return False
@@ -136,7 +136,7 @@ def inference(conv, bn, rest, x):
     """(act(bn(conv(x))), number of modules run): conv, BN and the activation after it (when
     ``rest`` holds a ReLU, ReLU6, hard-swish or Identity), the BN and activation applied to each
     chunk of the conv's output as it is produced."""
-    from ..kernels import im2col, pointwise
+    from ..kernels import im2col, pointwise, stem
     from ..module import check_input
     act = rest[0] if rest and type(rest[0]) in _ACT_KIND and _untouched(rest[0]) else None
     check_input(conv, x, channels=conv.in_channels, dtype=conv.weight.dtype)
@@ -159,6 +159,8 @@ def inference(conv, bn, rest, x):
         (sh, sw), (Ho, Wo) = conv.stride, out_hw
         xs = np.ascontiguousarray(x[:, :, ::sh, ::sw]).reshape(N, conv.in_channels, Ho * Wo)
         y = pointwise.forward(xs, w.reshape(w.shape[0], -1), epilogue=epilogue).reshape((N, C) + tuple(out_hw))
+    elif stem.applies(x.shape, w.shape, conv.stride, conv.padding, conv.groups):
+        y = stem.forward_fast(x, w, epilogue=epilogue)
     else:
         y = im2col.conv_forward(x, w.reshape(1, w.shape[0], -1), conv.kernel_size, conv.stride, conv.padding,
                                 out_hw, epilogue=epilogue)
