@@ -340,11 +340,52 @@ def test_depthwise_stride2_kernel_equals_plain(shape, k, dtype, tol):
     np.testing.assert_allclose(got, want, rtol=tol, atol=tol * np.abs(want).max())
 
 
+@pytest.mark.parametrize("dtype,tol", [(np.float64, 1e-12), (np.float32, 1e-5)])
+@pytest.mark.parametrize("shape,k", S2_DW)
+def test_depthwise_stride2_backward_equals_plain(shape, k, dtype, tol):
+    """depthwise_s2.backward_fast called directly, against the plain path's dx and dw, on the
+    forward's shapes (the rows written value by value near each plane's end included)."""
+    from npmobilenet.kernels import depthwise_s2
+    rng = np.random.default_rng(21)
+    x = rng.standard_normal(shape).astype(dtype)
+    w = rng.standard_normal((shape[1], 1, k, k)).astype(dtype)
+    with backend.plain():
+        y, cache = conv2d_forward(x, w, None, 2, k // 2, shape[1])
+        dy = rng.standard_normal(y.shape).astype(dtype)
+        want_dx, want_dw, _ = conv2d_backward(dy, cache)
+    dx, dw = depthwise_s2.backward_fast(dy, x, w)
+    assert dx.dtype == dw.dtype == dtype and dx.shape == x.shape and dw.shape == w.shape
+    np.testing.assert_allclose(dx, want_dx, rtol=tol, atol=tol * np.abs(want_dx).max())
+    np.testing.assert_allclose(dw, want_dw, rtol=tol, atol=tol * np.abs(want_dw).max())
+
+
+@pytest.mark.parametrize("shape", [(1, 1, 14, 14), (2, 3, 9, 12), (1, 2, 1, 1), (3, 2, 1, 7), (2, 1, 6, 1),
+                                   (1, 1, 7, 56), (2, 2, 5, 17), (1, 1, 3, 112)])
+def test_merge_phases_inverts_split_phases_and_writes_only_its_planes(shape):
+    """split then merge gives each plane back exactly; values around the planes it writes (the
+    other channels' planes, written by other tasks at the same time) are never touched."""
+    from npmobilenet.kernels import depthwise_s2
+    from npmobilenet.kernels.simd import LANES
+    N, C, H, W = shape
+    Ho, Wo = (H + 1) // 2, (W + 1) // 2
+    plen, b0 = (Ho + 1) * Wo + 1, Wo + 1
+    x = np.random.default_rng(22).standard_normal(N * C * H * W + 4 * LANES)  # room for the reads
+    size = b0 + N * plen + 2 * LANES
+    planes = [np.zeros(size) for _ in range(4)]
+    depthwise_s2.split_phases(x, 0, C * H * W, N, H, W, *planes, b0, plen)     # channel 0's planes
+    dst = np.full(N * C * H * W, 7.5)
+    depthwise_s2.merge_phases(*planes, b0, plen, N, H, W, dst, 0, C * H * W)
+    got, want = dst.reshape(N, C, H * W), x[:N * C * H * W].reshape(N, C, H * W)
+    _same(got[:, 0], want[:, 0])
+    assert (got[:, 1:] == 7.5).all()
+
+
 @pytest.mark.parametrize("k", [3, 5])
 def test_depthwise_stride2_kernel_stacks_images_in_blocks(monkeypatch, k):
     """Blocks of 3 images for a batch of 7 (3, 3, then 1): each image reads only its own rows and
     the zero rows around them, never the image stacked before or after it, nor what an earlier
-    block left in the buffers."""
+    block left in the buffers; forward and backward (where the last block's dy, one image, sits
+    where the full blocks' images were)."""
     from npmobilenet.kernels import depthwise_s2
     shape = (7, 4, 10, 8)
     plen = (shape[2] // 2 + 1) * shape[3] // 2 + 1
@@ -354,8 +395,13 @@ def test_depthwise_stride2_kernel_stacks_images_in_blocks(monkeypatch, k):
     x = rng.standard_normal(shape) + 10.0      # large values: a stray read would show
     w = rng.standard_normal((shape[1], 1, k, k))
     with backend.plain():
-        want, _ = conv2d_forward(x, w, None, 2, k // 2, shape[1])
+        want, cache = conv2d_forward(x, w, None, 2, k // 2, shape[1])
+        dy = rng.standard_normal(want.shape) - 3.0       # and for the backward, a stray dy
+        want_dx, want_dw, _ = conv2d_backward(dy, cache)
     np.testing.assert_allclose(depthwise_s2.forward_fast(x, w), want, rtol=1e-12, atol=1e-12 * np.abs(want).max())
+    dx, dw = depthwise_s2.backward_fast(dy, x, w)
+    np.testing.assert_allclose(dx, want_dx, rtol=1e-12, atol=1e-12 * np.abs(want_dx).max())
+    np.testing.assert_allclose(dw, want_dw, rtol=1e-12, atol=1e-12 * np.abs(want_dw).max())
 
 
 @pytest.mark.parametrize("shape,k", [((4, 3, 14, 14), 5), ((4, 3, 9, 7), 3), ((3, 2, 6, 6), 5)])
@@ -378,20 +424,46 @@ def test_depthwise_stride2_kernel_keeps_a_nan_in_its_own_image(shape, k):
         np.testing.assert_allclose(got[others], want[others], rtol=1e-12, atol=1e-12 * np.abs(want).max())
 
 
+@pytest.mark.parametrize("shape,k", [((4, 3, 14, 14), 5), ((4, 3, 9, 7), 3)])
+def test_depthwise_stride2_backward_keeps_a_nan_in_its_own_image(shape, k):
+    """A NaN in one image's dy at its first or last pixel: the other images' dx stay equal to
+    the plain path's (dw, a sum over all images, is NaN)."""
+    from npmobilenet.kernels import depthwise_s2
+    rng = np.random.default_rng(23)
+    x = rng.standard_normal(shape)
+    w = rng.standard_normal((shape[1], 1, k, k))
+    with backend.plain():
+        y, cache = conv2d_forward(x, w, None, 2, k // 2, shape[1])
+        dy = rng.standard_normal(y.shape)
+        want, _, _ = conv2d_backward(dy, cache)
+    for pixel in ((0, 0), (-1, -1)):
+        bad = dy.copy()
+        bad[1, :, pixel[0], pixel[1]] = np.nan
+        dx, dw = depthwise_s2.backward_fast(bad, x, w)
+        assert np.isnan(dx[1]).any() and np.isnan(dw).any()
+        others = [0] + list(range(2, shape[0]))
+        np.testing.assert_allclose(dx[others], want[others], rtol=1e-12, atol=1e-12 * np.abs(want).max())
+
+
 def test_depthwise_stride2_kernel_does_not_depend_on_the_thread_count():
     from npmobilenet.kernels import depthwise_s2
     rng = np.random.default_rng(15)
     x = rng.standard_normal((8, 96, 28, 28)).astype(np.float32)       # large enough to run in parallel
     w = rng.standard_normal((96, 1, 5, 5)).astype(np.float32)
+    dy = rng.standard_normal((8, 96, 14, 14)).astype(np.float32)
     before = threads.num_threads()
     try:
         threads.set_num_threads(1)
         one = depthwise_s2.forward_fast(x, w).copy()
+        one_dx, one_dw = (a.copy() for a in depthwise_s2.backward_fast(dy, x, w))
         threads.set_num_threads(2)
         two = depthwise_s2.forward_fast(x, w)
+        two_dx, two_dw = depthwise_s2.backward_fast(dy, x, w)
     finally:
         threads.set_num_threads(before)
     _same(one, two)
+    _same(one_dx, two_dx)
+    _same(one_dw, two_dw)
 
 
 @pytest.mark.parametrize("x_shape,w_shape,stride,padding,taken", [
@@ -661,6 +733,43 @@ def test_deinterleave_splits_one_vector_of_pairs_and_writes_nothing_else(dtype, 
     call(src, i, even, odd, j)
     _same(even, want_even)
     _same(odd, want_odd)
+
+
+@pytest.mark.parametrize("dtype", FLOATS)
+@pytest.mark.parametrize("i,j", [(0, 0), (3, 5), (17, 2)])
+def test_interleave_merges_one_vector_of_pairs_and_writes_nothing_else(dtype, i, j):
+    """The inverse of deinterleave, against NumPy's strided slices; the values outside the
+    2*LANES written stay as they were."""
+    from numba import njit
+    from npmobilenet.kernels.simd import LANES, interleave
+
+    @njit
+    def call(even, odd, j, dst, i):
+        interleave(even, odd, j, dst, i)
+
+    even, odd = np.arange(40, dtype=dtype) * 1.5 - 7, np.arange(40, dtype=dtype) * -0.5 + 3
+    dst = np.full(64, -1.0, dtype=dtype)
+    want = dst.copy()
+    want[i:i + 2 * LANES:2] = even[j:j + LANES]
+    want[i + 1:i + 2 * LANES:2] = odd[j:j + LANES]
+    call(even, odd, j, dst, i)
+    _same(dst, want)
+
+
+def test_interleave_rejects_mixed_dtypes_and_strided_arrays():
+    from numba import njit
+    from numba.core.errors import TypingError
+    from npmobilenet.kernels.simd import interleave
+
+    @njit
+    def call(even, odd, dst):
+        interleave(even, odd, 0, dst, 0)
+
+    a32, a64 = np.zeros(32, np.float32), np.zeros(32, np.float64)
+    with pytest.raises(TypingError):
+        call(a64, a64, a32)
+    with pytest.raises(TypingError):
+        call(a32, a32, a32[::2])
 
 
 def test_deinterleave_rejects_mixed_dtypes_and_strided_arrays():

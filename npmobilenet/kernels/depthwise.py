@@ -16,9 +16,9 @@ with zeros in the spare columns) and ``dw[i, j]`` is a dot product of ``dy`` wit
 at ``off``.
 
 Three cases go elsewhere, where measured faster: stride 1 with "same" padding on maps of 24x24
-and more runs at the input's own row pitch with no copies (``depthwise_s1.py``), the stride-2
-forward splits its phase planes with vector shuffles and runs all taps in one loop
-(``depthwise_s2.py``), and maps of a few pixels run channels-last (``depthwise_small.py``).
+and more runs at the input's own row pitch with no copies (``depthwise_s1.py``), stride 2 with
+"same" padding splits its phase planes with vector shuffles and runs all taps in one loop, both
+ways (``depthwise_s2.py``), and maps of a few pixels run channels-last (``depthwise_small.py``).
 
 Each kernel call handles a run of (channel, image block) tasks, allocating its scratch planes
 once, and ``threads.run_chunks`` runs a few such runs per thread.  Every task writes only its own
@@ -167,6 +167,8 @@ def depthwise_backward_fast(dy, x, w, stride, padding):
         return depthwise_small.backward_fast(dy, x, w, stride, padding)
     if depthwise_s1.applies(x.shape, w.shape, stride, padding):
         return depthwise_s1.backward_fast(dy, x, w)
+    if depthwise_s2.applies(x.shape, w.shape, stride, padding):
+        return depthwise_s2.backward_fast(dy, x, w)
     N, C, H, W = x.shape
     where, run, taps, P, plen, nb, nphase = _layout(x.shape, w.shape, stride, padding)
     blocks = -(-N // nb)

@@ -1,5 +1,5 @@
-"""Stride-2 depthwise convolution forward: each plane split into four phase planes by whole-vector
-shuffles, then every tap in one loop over the output pixels only.
+"""Stride-2 depthwise convolution: each plane split into four phase planes by whole-vector
+shuffles, then every tap in one loop over the output pixels only, forward and backward.
 
 At stride 2, tap (i, j) of output pixel (oh, ow), with "same" padding ``p = k // 2``, reads
 ``x[2 oh + i - p, 2 ow + j - p]``: row and column parity fixed by the tap, so each tap reads one
@@ -57,12 +57,36 @@ measured against 600, 1536 and 2048: level at 14x14, 8x8 and 112x112, and at 28x
 0.97): the four planes and the block's output, 20 KB in float32, leave room in L1 for the rows of
 x coming in.
 
-The backward pass keeps the phase planes of ``depthwise.py`` (on the 14x14 5x5 layer it took
-0.14-0.31x PyTorch's time in ``npmobilenet bench layers``).
+Backward.  Each tap's read in (2) is ``plane[t + off] * m(t)`` (m: its column mask, or 1), so
+
+    dw[i, j]          = sum_t dy[t] * m(t) * plane[t + off]                                    (3)
+    dplane[s]        += w[i, j] * m(s - off) * dy[s - off]                                     (4)
+
+(3) is nine dot products in one pass for 3x3 (three passes of ten, ten and five for 5x5), over
+x's phase planes split as above and dy laid out as ``acc`` is, ``plen`` apart per image.  (4)
+gives the four phase planes of dx, each in one loop summing its taps (1, 2, 2 and 4 of them
+for 3x3), reading dy (and dy times each mask, made once) at the taps' offsets from a buffer with
+zeros before it.  ``merge_phases`` then interleaves them back into dx's planes
+(``simd.interleave``, the inverse shuffle), leaving out what fell on padding.  Measured
+(float32, 2 threads, calls alternated, medians of 15, two runs; ms), against the phase planes of
+``depthwise.py`` used before, and PyTorch 2.14.1's backward timed in its own loop:
+
+                         this kernel   phase planes   PyTorch
+    16x672x14x14 5x5     3.29, 2.57    4.25, 3.17     15.5, 13.7
+    16x240x28x28 3x3     2.25, 2.21    3.76, 3.28     11.4, 8.7
+    16x240x28x28 5x5     3.43, 2.59    5.79, 4.18     18.3, 17.3
+    16x144x56x56 3x3     5.86, 5.42    7.36, 6.71     27.2, 28.6
+    16x72x56x56 5x5      3.17, 4.24    4.24, 5.24     30.5, 35.2
+    16x96x112x112 3x3    17.3, 17.0    20.5, 20.1     73.4, 72.6
+    1x672x14x14 5x5      0.46, 0.54    0.50, 0.50     0.88, 0.85
+
+On the large maps both are bound by memory: one thread reads 16x96x112x112 (77 MB) in about
+6.5 ms and writes it in about 10, and the backward reads x and dy and writes dx.
 
 Channel multiplier 1 (every MobileNet), square 3x3 and 5x5 kernels, any map size.  Tasks are
-(channel, block of images); every task writes its own planes of y, so the result does not depend
-on the threads.
+(channel, block of images); every task writes its own planes of y or dx and its own row of the
+per-block weight partials (summed in order afterwards), so the result does not depend on the
+threads.
 """
 import functools
 
@@ -70,7 +94,7 @@ import numpy as np
 from numba import njit
 
 from . import buffers
-from .simd import LANES, deinterleave
+from .simd import LANES, deinterleave, interleave
 from .threads import run_chunks
 
 BLOCK = 1024       # values per phase plane of a block (module docstring)
@@ -126,6 +150,29 @@ def split_phases(src, s0, step, count, H, W, ee, eo, oe, oo, d0, plen):
             ee[q] = eo[q] = oe[q] = oo[q] = 0
 
 
+@njit(cache=True, nogil=True, inline="always")
+def _reach(H, W):
+    """How far ``split_phases`` reads from the start of a plane: to its last row's last vector."""
+    Wo = (W + 1) // 2
+    return (H - 1) * W + 2 * LANES * ((Wo + LANES - 1) // LANES)
+
+
+@njit(cache=True, nogil=True)
+def _split_block(xf, c, C, H, W, n0, n1, tail, ee, eo, oe, oo, b0, plen):
+    """Phase planes of channel c of images n0 .. n1 - 1, stacked ``plen`` apart from ``b0``.
+
+    Images n0 .. n_in - 1 are split in place; the reads of the others would pass the end of x
+    (its last few planes), so they are copied into ``tail`` first."""
+    HW = H * W
+    n_in = min(n1, max(n0, (xf.shape[0] - _reach(H, W) - c * HW) // (C * HW) + 1))
+    split_phases(xf, (n0 * C + c) * HW, C * HW, n_in - n0, H, W, ee, eo, oe, oo, b0, plen)
+    if n_in < n1:
+        for n in range(n_in, n1):
+            for q in range(HW):
+                tail[(n - n_in) * HW + q] = xf[(n * C + c) * HW + q]
+        split_phases(tail, 0, HW, n1 - n_in, H, W, ee, eo, oe, oo, b0 + (n_in - n0) * plen, plen)
+
+
 @njit(cache=True, nogil=True, fastmath={"contract"})
 def forward(xf, w, y, ml, mr, k, H, W, nb, start, stop):
     """y[p] = x[p] conv w[p % C] at stride 2 for the tasks (channel, block of nb images) in
@@ -141,21 +188,12 @@ def forward(xf, w, y, ml, mr, k, H, W, nb, start, stop):
     ee, eo = np.zeros(size, dtype=xf.dtype), np.zeros(size, dtype=xf.dtype)
     oe, oo = np.zeros(size, dtype=xf.dtype), np.zeros(size, dtype=xf.dtype)
     acc = np.empty(nb * plen, dtype=xf.dtype)
-    reach = (H - 1) * W + 2 * LANES * ((Wo + LANES - 1) // LANES)   # a plane's reads, split_phases
-    tail = np.zeros(nb * HW + reach, dtype=xf.dtype)
+    tail = np.zeros(nb * HW + _reach(H, W), dtype=xf.dtype)
     blocks = (N + nb - 1) // nb
     for task in range(start, stop):
         co, n0 = task // blocks, (task % blocks) * nb
         n1 = min(N, n0 + nb)
-        # Images n0 .. n_in - 1 are split in place; the reads of the others would pass the end
-        # of x (its last few planes), so they are copied into ``tail`` first.
-        n_in = min(n1, max(n0, (xf.shape[0] - reach - co * HW) // (C * HW) + 1))
-        split_phases(xf, (n0 * C + co) * HW, C * HW, n_in - n0, H, W, ee, eo, oe, oo, b0, plen)
-        if n_in < n1:
-            for n in range(n_in, n1):
-                for q in range(HW):
-                    tail[(n - n_in) * HW + q] = xf[(n * C + co) * HW + q]
-            split_phases(tail, 0, HW, n1 - n_in, H, W, ee, eo, oe, oo, b0 + (n_in - n0) * plen, plen)
+        _split_block(xf, co, C, H, W, n0, n1, tail, ee, eo, oe, oo, b0, plen)
         L = (n1 - n0 - 1) * plen + Ho * Wo              # up to the block's last output pixel
         wc = w[co]
         # Window d of a phase plane is the plane from d*Wo on: its element t + 1 + dc is the value
@@ -206,3 +244,203 @@ def forward_fast(x, w):
                np.ascontiguousarray(w, dtype=x.dtype).reshape(C, k * k), y.reshape(N * C, Ho * Wo),
                ml, mr, k, H, W, nb, work=x.size + y.size)
     return y
+
+
+# ---- backward ------------------------------------------------------------------------------------
+@njit(cache=True, nogil=True)
+def merge_phases(ee, eo, oe, oo, d0, plen, count, H, W, dst, s0, step):
+    """The inverse of ``split_phases``: planes ``dst[s0 + m*step:][:H*W]`` for m < count from the
+    phase rows of plane m at ``d0 + m*plen``, pitch Wo.  A row is written by whole vectors
+    (``simd.interleave``) when they stay inside its plane: their spill past the row's end lands in
+    the rows below, written after it; the rows near the plane's end are written value by value."""
+    Ho, Wo = (H + 1) // 2, (W + 1) // 2
+    HW = H * W
+    span = 2 * LANES * ((Wo + LANES - 1) // LANES)     # values one row's vectors write
+    for m in range(count):
+        s, d = s0 + m * step, d0 + m * plen
+        for r in range(Ho):
+            for odd_row in range(2):
+                row = 2 * r + odd_row
+                if row >= H:
+                    break
+                at = s + row * W
+                if odd_row == 0:
+                    if at + span <= s + HW:
+                        for c in range(0, Wo, LANES):
+                            interleave(ee, eo, d + r * Wo + c, dst, at + 2 * c)
+                    else:
+                        for c in range(Wo):
+                            dst[at + 2 * c] = ee[d + r * Wo + c]
+                            if 2 * c + 1 < W:
+                                dst[at + 2 * c + 1] = eo[d + r * Wo + c]
+                else:
+                    if at + span <= s + HW:
+                        for c in range(0, Wo, LANES):
+                            interleave(oe, oo, d + r * Wo + c, dst, at + 2 * c)
+                    else:
+                        for c in range(Wo):
+                            dst[at + 2 * c] = oe[d + r * Wo + c]
+                            if 2 * c + 1 < W:
+                                dst[at + 2 * c + 1] = oo[d + r * Wo + c]
+
+
+@njit(cache=True, nogil=True, fastmath={"reassoc", "contract"})
+def _weight_sums(g, gl, gr, ee, eo, oe, oo, Wo, L, k, dw):
+    """dw[i*k + j] = sum_{t < L} dy[t] * m(t) * (the value tap (i, j) reads at t in (2)): one
+    block's weight gradient.  g: dy at the outputs' positions; gl, gr: g times the left and right
+    column masks (the taps at dc = -1 and +1 carry them, as in the forward).  Reassociation lets
+    each sum vectorise (lane-wise partial sums); the order depends on the shapes alone."""
+    zero = g.dtype.type(0)
+    if k == 3:
+        ee1, eo1 = ee[Wo:], eo[Wo:]
+        oe0, oo0 = oe[0:], oo[0:]
+        oe1, oo1 = oe[Wo:], oo[Wo:]
+        s00 = s01 = s02 = s10 = s11 = s12 = s20 = s21 = s22 = zero
+        for t in range(L):
+            a, b = gl[t], g[t]
+            s00 += a * oo0[t]
+            s10 += a * eo1[t]
+            s20 += a * oo1[t]
+            s01 += b * oe0[t + 1]
+            s11 += b * ee1[t + 1]
+            s21 += b * oe1[t + 1]
+            s02 += b * oo0[t + 1]
+            s12 += b * eo1[t + 1]
+            s22 += b * oo1[t + 1]
+        dw[0], dw[1], dw[2], dw[3], dw[4], dw[5], dw[6], dw[7], dw[8] = (s00, s01, s02, s10, s11, s12,
+                                                                       s20, s21, s22)
+        return
+    ee0, ee1, ee2 = ee[0:], ee[Wo:], ee[2 * Wo:]
+    eo0, eo1, eo2 = eo[0:], eo[Wo:], eo[2 * Wo:]
+    oe0, oe1 = oe[0:], oe[Wo:]
+    oo0, oo1 = oo[0:], oo[Wo:]
+    # three passes, the forward's three groups (25 running sums at once would not fit the registers)
+    s00 = s01 = s10 = s11 = s20 = s21 = s30 = s31 = s40 = s41 = zero
+    for t in range(L):
+        a = gl[t]
+        s00 += a * ee0[t]
+        s01 += a * eo0[t]
+        s10 += a * oe0[t]
+        s11 += a * oo0[t]
+        s20 += a * ee1[t]
+        s21 += a * eo1[t]
+        s30 += a * oe1[t]
+        s31 += a * oo1[t]
+        s40 += a * ee2[t]
+        s41 += a * eo2[t]
+    s02 = s03 = s12 = s13 = s22 = s23 = s32 = s33 = s42 = s43 = zero
+    for t in range(L):
+        b = g[t]
+        s02 += b * ee0[t + 1]
+        s03 += b * eo0[t + 1]
+        s12 += b * oe0[t + 1]
+        s13 += b * oo0[t + 1]
+        s22 += b * ee1[t + 1]
+        s23 += b * eo1[t + 1]
+        s32 += b * oe1[t + 1]
+        s33 += b * oo1[t + 1]
+        s42 += b * ee2[t + 1]
+        s43 += b * eo2[t + 1]
+    s04 = s14 = s24 = s34 = s44 = zero
+    for t in range(L):
+        e = gr[t]
+        s04 += e * ee0[t + 2]
+        s14 += e * oe0[t + 2]
+        s24 += e * ee1[t + 2]
+        s34 += e * oe1[t + 2]
+        s44 += e * ee2[t + 2]
+    dw[0], dw[1], dw[2], dw[3], dw[4] = s00, s01, s02, s03, s04
+    dw[5], dw[6], dw[7], dw[8], dw[9] = s10, s11, s12, s13, s14
+    dw[10], dw[11], dw[12], dw[13], dw[14] = s20, s21, s22, s23, s24
+    dw[15], dw[16], dw[17], dw[18], dw[19] = s30, s31, s32, s33, s34
+    dw[20], dw[21], dw[22], dw[23], dw[24] = s40, s41, s42, s43, s44
+
+
+@njit(cache=True, nogil=True, fastmath={"contract"})
+def _input_phases(G, GL, GR, gb, wc, k, Wo, S, dee, deo, doe, doo):
+    """The adjoint of (2): tap (i, j) read ``plane[t + off]`` times m(t), so it adds
+    ``w[i, j] * m(s - off) * dy[s - off]`` to the phase plane of dx at s.  Here for every s < S in
+    one loop, each plane summing its taps; G, GL, GR hold dy, and dy times the left and right
+    masks, from ``gb`` on, with zeros before (``gb`` >= the largest offset) and between images.
+    Positions of dx's padding get values too; ``merge_phases`` leaves them out."""
+    if k == 3:
+        w00, w01, w02, w10, w11, w12, w20, w21, w22 = (wc[0], wc[1], wc[2], wc[3], wc[4], wc[5],
+                                                       wc[6], wc[7], wc[8])
+        l0, lW = GL[gb:], GL[gb - Wo:]                  # a_d[s] = a[s - d]: dy read back by offset d
+        g1, gW1 = G[gb - 1:], G[gb - Wo - 1:]
+        for s in range(S):
+            doo[s] = w00 * l0[s] + w20 * lW[s] + w02 * g1[s] + w22 * gW1[s]
+            deo[s] = w10 * lW[s] + w12 * gW1[s]
+            doe[s] = w01 * g1[s] + w21 * gW1[s]
+            dee[s] = w11 * gW1[s]
+        return
+    (w00, w01, w02, w03, w04, w10, w11, w12, w13, w14, w20, w21, w22, w23, w24,
+     w30, w31, w32, w33, w34, w40, w41, w42, w43, w44) = (
+        wc[0], wc[1], wc[2], wc[3], wc[4], wc[5], wc[6], wc[7], wc[8], wc[9], wc[10], wc[11],
+        wc[12], wc[13], wc[14], wc[15], wc[16], wc[17], wc[18], wc[19], wc[20], wc[21],
+        wc[22], wc[23], wc[24])
+    l0, lW, l2W = GL[gb:], GL[gb - Wo:], GL[gb - 2 * Wo:]
+    g1, gW1, g2W1 = G[gb - 1:], G[gb - Wo - 1:], G[gb - 2 * Wo - 1:]
+    r2, rW2, r2W2 = GR[gb - 2:], GR[gb - Wo - 2:], GR[gb - 2 * Wo - 2:]
+    for s in range(S):
+        dee[s] = (w00 * l0[s] + w20 * lW[s] + w40 * l2W[s] + w02 * g1[s] + w22 * gW1[s]
+                  + w42 * g2W1[s] + w04 * r2[s] + w24 * rW2[s] + w44 * r2W2[s])
+        deo[s] = w01 * l0[s] + w21 * lW[s] + w41 * l2W[s] + w03 * g1[s] + w23 * gW1[s] + w43 * g2W1[s]
+        doe[s] = w10 * l0[s] + w30 * lW[s] + w12 * g1[s] + w32 * gW1[s] + w14 * r2[s] + w34 * rW2[s]
+        doo[s] = w11 * l0[s] + w31 * lW[s] + w13 * g1[s] + w33 * gW1[s]
+
+
+@njit(cache=True, nogil=True)
+def backward(xf, w, dyf, dxf, dw_b, ml, mr, k, H, W, nb, start, stop):
+    """dx and the per-block weight gradients of ``forward`` for the tasks (channel, block of nb
+    images) in [start, stop).  xf, dxf: x and dx flattened (N*C*H*W,); w: (C, k*k); dyf: dy
+    flattened (N*C*Ho*Wo,); dw_b: (blocks, C, k*k), block b's share of dw."""
+    C = w.shape[0]
+    HW = H * W
+    N = xf.shape[0] // (C * HW)
+    Ho, Wo = (H + 1) // 2, (W + 1) // 2
+    plen = (Ho + 1) * Wo + 1
+    b0 = Wo + 1
+    size = b0 + nb * plen + 2 * LANES
+    ee, eo = np.zeros(size, dtype=xf.dtype), np.zeros(size, dtype=xf.dtype)
+    oe, oo = np.zeros(size, dtype=xf.dtype), np.zeros(size, dtype=xf.dtype)
+    dee, deo = np.zeros(size, dtype=xf.dtype), np.zeros(size, dtype=xf.dtype)
+    doe, doo = np.zeros(size, dtype=xf.dtype), np.zeros(size, dtype=xf.dtype)
+    gb = 2 * Wo + 2                      # zeros before dy's first value: its largest offset
+    G = np.zeros(gb + nb * plen, dtype=xf.dtype)     # dy at the outputs' positions, as acc
+    GL, GR = np.zeros(gb + nb * plen, dtype=xf.dtype), np.zeros(gb + nb * plen, dtype=xf.dtype)
+    tail = np.zeros(nb * HW + _reach(H, W), dtype=xf.dtype)
+    blocks = (N + nb - 1) // nb
+    for task in range(start, stop):
+        c, blk = task // blocks, task % blocks
+        n0 = blk * nb
+        n1 = min(N, n0 + nb)
+        _split_block(xf, c, C, H, W, n0, n1, tail, ee, eo, oe, oo, b0, plen)
+        for n in range(n0, n1):          # image n's dy from (n - n0) * plen; the gaps stay zero
+            d, src = gb + (n - n0) * plen, (n * C + c) * Ho * Wo
+            for q in range(Ho * Wo):
+                G[d + q] = dyf[src + q]
+        L = (n1 - n0 - 1) * plen + Ho * Wo
+        for t in range(gb, gb + L):
+            GL[t] = ml[t - gb] * G[t]
+        if k == 5:                       # only the 5x5 kernel has taps at dc = +1
+            for t in range(gb, gb + L):
+                GR[t] = mr[t - gb] * G[t]
+        _weight_sums(G[gb:], GL[gb:], GR[gb:], ee, eo, oe, oo, Wo, L, k, dw_b[blk, c])
+        _input_phases(G, GL, GR, gb, w[c], k, Wo, b0 + L, dee, deo, doe, doo)
+        merge_phases(dee, deo, doe, doo, b0, plen, n1 - n0, H, W, dxf, (n0 * C + c) * HW, C * HW)
+
+
+def backward_fast(dy, x, w):
+    """Returns (dx, dw) with the shapes of x and w; ``applies`` must hold."""
+    N, C, H, W = x.shape
+    k = w.shape[2]
+    Ho, Wo, plen, nb = _geometry(N, H, W)
+    blocks = -(-N // nb)
+    dx = buffers.empty(x.shape, x.dtype)
+    dw_b = np.empty((blocks, C, k * k), dtype=x.dtype)
+    ml, mr = column_masks(Wo, plen, nb * plen, x.dtype)
+    run_chunks(backward, C * blocks, np.ascontiguousarray(x).reshape(-1),
+               np.ascontiguousarray(w, dtype=x.dtype).reshape(C, k * k), np.ascontiguousarray(dy).reshape(-1),
+               dx.reshape(-1), dw_b, ml, mr, k, H, W, nb, work=2 * x.size + dy.size)
+    return dx, dw_b.sum(axis=0).reshape(w.shape)

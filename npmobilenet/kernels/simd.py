@@ -1,4 +1,4 @@
-"""One explicit vector operation, for the one loop LLVM will not vectorise by itself.
+"""Two explicit vector operations, for the loops LLVM will not vectorise by itself.
 
 LLVM vectorises a *loop* whose trip count is large enough (Numba runs its loop vectoriser), and
 splitting a whole flattened plane into its even and odd values, ``E[q] = x[2q]``, is such a loop.
@@ -12,6 +12,9 @@ planes, one thread: 3.6 ms scalar, 0.8 ms with ``deinterleave`` below.
 row of ``w`` pairs then takes ``ceil(w / LANES)`` such steps.  Each step reads and writes whole
 vectors, so the caller must leave room: up to ``2 * LANES - 1`` values are read past the row's last
 pair and up to ``LANES - 1`` written past the last value it asked for.  No bounds are checked.
+
+``interleave`` is its inverse, for the backward pass: load ``LANES`` values of each half, shuffle
+them into alternate lanes, store ``2 * LANES`` consecutive values.
 """
 from llvmlite import ir
 from numba import types
@@ -50,6 +53,38 @@ def deinterleave(typingctx, src, i, even, odd, j):
             lane = builder.shuffle_vector(v, v, ir.Constant(lanes, [2 * k + first for k in range(LANES)]))
             at_j = builder.gep(context.make_array(arr_t)(context, builder, arr).data, [j_])
             builder.store(lane, builder.bitcast(at_j, half.as_pointer()), align=align)
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
+@intrinsic
+def interleave(typingctx, even, odd, j, dst, i):
+    """dst[i:i + 2*LANES:2] = even[j:j + LANES] and dst[i + 1:i + 2*LANES:2] = odd[j:j + LANES].
+
+    The inverse of ``deinterleave``; the same types, and as unchecked: the caller keeps
+    ``j + LANES <= len(even), len(odd)`` and ``i + 2*LANES <= len(dst)``."""
+    if not (_contiguous_1d(dst, even, odd) and isinstance(i, types.Integer)
+            and isinstance(j, types.Integer)):
+        return None
+    sig = types.void(even, odd, j, dst, i)
+
+    def codegen(context, builder, sig, args):
+        even_t, odd_t, j_t, dst_t, i_t = sig.args
+        value = context.get_value_type(dst_t.dtype)
+        align = dst_t.dtype.bitwidth // 8
+        pair, half = ir.VectorType(value, 2 * LANES), ir.VectorType(value, LANES)
+        j_ = context.cast(builder, args[2], j_t, types.intp)
+        halves = []
+        for arr, arr_t in ((args[0], even_t), (args[1], odd_t)):
+            at_j = builder.gep(context.make_array(arr_t)(context, builder, arr).data, [j_])
+            halves.append(builder.load(builder.bitcast(at_j, half.as_pointer()), align=align))
+        lanes = ir.VectorType(ir.IntType(32), 2 * LANES)
+        order = [k // 2 + (k % 2) * LANES for k in range(2 * LANES)]      # e0, o0, e1, o1, ...
+        v = builder.shuffle_vector(halves[0], halves[1], ir.Constant(lanes, order))
+        at_i = builder.gep(context.make_array(dst_t)(context, builder, args[3]).data,
+                           [context.cast(builder, args[4], i_t, types.intp)])
+        builder.store(v, builder.bitcast(at_i, pair.as_pointer()), align=align)
         return context.get_dummy_value()
 
     return sig, codegen

@@ -28,7 +28,7 @@ Two paths compute (1), selected by ``npmobilenet.ops.backend.fast()``:
   im2col), shaped by ``kernels/pointwise.py`` (one product for the whole batch on 1x1 maps, and
   dW without an (N, O, C) stack of per-image products); depthwise runs as direct Numba loops
   (``kernels/depthwise.py``, with ``depthwise_s1.py`` for stride 1 on large maps,
-  ``depthwise_s2.py`` for the stride-2 forward and ``depthwise_small.py`` for tiny maps); so
+  ``depthwise_s2.py`` for stride 2 and ``depthwise_small.py`` for tiny maps); so
   does the stem's forward (3x3, stride 2, at most 4 input channels: ``kernels/stem.py``);
   everything else is a Numba im2col / col2im (``kernels/im2col.py``) around BLAS matmuls, a few
   images at a time so the columns stay in cache, the chunks of images spread over the threads.
