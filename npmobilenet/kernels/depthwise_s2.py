@@ -253,35 +253,23 @@ def merge_phases(ee, eo, oe, oo, d0, plen, count, H, W, dst, s0, step):
     phase rows of plane m at ``d0 + m*plen``, pitch Wo.  A row is written by whole vectors
     (``simd.interleave``) when they stay inside its plane: their spill past the row's end lands in
     the rows below, written after it; the rows near the plane's end are written value by value."""
-    Ho, Wo = (H + 1) // 2, (W + 1) // 2
+    Wo = (W + 1) // 2
     HW = H * W
     span = 2 * LANES * ((Wo + LANES - 1) // LANES)     # values one row's vectors write
+    evens, odds = (ee, oe), (eo, oo)                    # by the row's parity
     for m in range(count):
         s, d = s0 + m * step, d0 + m * plen
-        for r in range(Ho):
-            for odd_row in range(2):
-                row = 2 * r + odd_row
-                if row >= H:
-                    break
-                at = s + row * W
-                if odd_row == 0:
-                    if at + span <= s + HW:
-                        for c in range(0, Wo, LANES):
-                            interleave(ee, eo, d + r * Wo + c, dst, at + 2 * c)
-                    else:
-                        for c in range(Wo):
-                            dst[at + 2 * c] = ee[d + r * Wo + c]
-                            if 2 * c + 1 < W:
-                                dst[at + 2 * c + 1] = eo[d + r * Wo + c]
-                else:
-                    if at + span <= s + HW:
-                        for c in range(0, Wo, LANES):
-                            interleave(oe, oo, d + r * Wo + c, dst, at + 2 * c)
-                    else:
-                        for c in range(Wo):
-                            dst[at + 2 * c] = oe[d + r * Wo + c]
-                            if 2 * c + 1 < W:
-                                dst[at + 2 * c + 1] = oo[d + r * Wo + c]
+        for row in range(H):
+            e, o = evens[row % 2], odds[row % 2]
+            at, src = s + row * W, d + (row // 2) * Wo
+            if at + span <= s + HW:
+                for c in range(0, Wo, LANES):
+                    interleave(e, o, src + c, dst, at + 2 * c)
+            else:
+                for c in range(Wo):
+                    dst[at + 2 * c] = e[src + c]
+                    if 2 * c + 1 < W:
+                        dst[at + 2 * c + 1] = o[src + c]
 
 
 @njit(cache=True, nogil=True, fastmath={"reassoc", "contract"})

@@ -23,9 +23,18 @@ from numba.extending import intrinsic
 LANES = 8       # 8 float32 = one 256-bit register (two for float64)
 
 
-def _contiguous_1d(*arrays):
-    return all(isinstance(a, types.Array) and a.ndim == 1 and a.layout == "C"
-               and a.dtype == arrays[0].dtype and isinstance(a.dtype, types.Float) for a in arrays)
+def _typed_right(arrays, indices):
+    """1-D C-contiguous arrays of one float dtype, and integer indices."""
+    return (all(isinstance(a, types.Array) and a.ndim == 1 and a.layout == "C"
+                and a.dtype == arrays[0].dtype and isinstance(a.dtype, types.Float) for a in arrays)
+            and all(isinstance(i, types.Integer) for i in indices))
+
+
+def _element(context, builder, arr_t, arr, index_t, index, vector):
+    """Pointer to ``arr[index]``, typed as a pointer to ``vector``."""
+    at = builder.gep(context.make_array(arr_t)(context, builder, arr).data,
+                     [context.cast(builder, index, index_t, types.intp)])
+    return builder.bitcast(at, vector.as_pointer())
 
 
 @intrinsic
@@ -34,8 +43,7 @@ def deinterleave(typingctx, src, i, even, odd, j):
 
     src, even, odd: 1-D C-contiguous arrays of one float dtype; i, j: integers.  Unchecked: the
     caller keeps ``i + 2*LANES <= len(src)`` and ``j + LANES <= len(even), len(odd)``."""
-    if not (_contiguous_1d(src, even, odd) and isinstance(i, types.Integer)
-            and isinstance(j, types.Integer)):
+    if not _typed_right((src, even, odd), (i, j)):
         return None
     sig = types.void(src, i, even, odd, j)
 
@@ -44,15 +52,11 @@ def deinterleave(typingctx, src, i, even, odd, j):
         value = context.get_value_type(src_t.dtype)
         align = src_t.dtype.bitwidth // 8              # element alignment: the rows start anywhere
         pair, half = ir.VectorType(value, 2 * LANES), ir.VectorType(value, LANES)
-        at_i = builder.gep(context.make_array(src_t)(context, builder, args[0]).data,
-                           [context.cast(builder, args[1], i_t, types.intp)])
-        v = builder.load(builder.bitcast(at_i, pair.as_pointer()), align=align)
+        v = builder.load(_element(context, builder, src_t, args[0], i_t, args[1], pair), align=align)
         lanes = ir.VectorType(ir.IntType(32), LANES)
-        j_ = context.cast(builder, args[4], j_t, types.intp)
         for arr, arr_t, first in ((args[2], even_t, 0), (args[3], odd_t, 1)):
             lane = builder.shuffle_vector(v, v, ir.Constant(lanes, [2 * k + first for k in range(LANES)]))
-            at_j = builder.gep(context.make_array(arr_t)(context, builder, arr).data, [j_])
-            builder.store(lane, builder.bitcast(at_j, half.as_pointer()), align=align)
+            builder.store(lane, _element(context, builder, arr_t, arr, j_t, args[4], half), align=align)
         return context.get_dummy_value()
 
     return sig, codegen
@@ -64,8 +68,7 @@ def interleave(typingctx, even, odd, j, dst, i):
 
     The inverse of ``deinterleave``; the same types, and as unchecked: the caller keeps
     ``j + LANES <= len(even), len(odd)`` and ``i + 2*LANES <= len(dst)``."""
-    if not (_contiguous_1d(dst, even, odd) and isinstance(i, types.Integer)
-            and isinstance(j, types.Integer)):
+    if not _typed_right((dst, even, odd), (i, j)):
         return None
     sig = types.void(even, odd, j, dst, i)
 
@@ -74,17 +77,12 @@ def interleave(typingctx, even, odd, j, dst, i):
         value = context.get_value_type(dst_t.dtype)
         align = dst_t.dtype.bitwidth // 8
         pair, half = ir.VectorType(value, 2 * LANES), ir.VectorType(value, LANES)
-        j_ = context.cast(builder, args[2], j_t, types.intp)
-        halves = []
-        for arr, arr_t in ((args[0], even_t), (args[1], odd_t)):
-            at_j = builder.gep(context.make_array(arr_t)(context, builder, arr).data, [j_])
-            halves.append(builder.load(builder.bitcast(at_j, half.as_pointer()), align=align))
+        e, o = (builder.load(_element(context, builder, t, a, j_t, args[2], half), align=align)
+                for a, t in ((args[0], even_t), (args[1], odd_t)))
         lanes = ir.VectorType(ir.IntType(32), 2 * LANES)
         order = [k // 2 + (k % 2) * LANES for k in range(2 * LANES)]      # e0, o0, e1, o1, ...
-        v = builder.shuffle_vector(halves[0], halves[1], ir.Constant(lanes, order))
-        at_i = builder.gep(context.make_array(dst_t)(context, builder, args[3]).data,
-                           [context.cast(builder, args[4], i_t, types.intp)])
-        builder.store(v, builder.bitcast(at_i, pair.as_pointer()), align=align)
+        v = builder.shuffle_vector(e, o, ir.Constant(lanes, order))
+        builder.store(v, _element(context, builder, dst_t, args[3], i_t, args[4], pair), align=align)
         return context.get_dummy_value()
 
     return sig, codegen
