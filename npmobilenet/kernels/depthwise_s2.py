@@ -151,7 +151,7 @@ def split_phases(src, s0, step, count, H, W, ee, eo, oe, oo, d0, plen):
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _reach(H, W):
+def split_reach(H, W):
     """How far ``split_phases`` reads from the start of a plane: to its last row's last vector."""
     Wo = (W + 1) // 2
     return (H - 1) * W + 2 * LANES * ((Wo + LANES - 1) // LANES)
@@ -164,7 +164,7 @@ def _split_block(xf, c, C, H, W, n0, n1, tail, ee, eo, oe, oo, b0, plen):
     Images n0 .. n_in - 1 are split in place; the reads of the others would pass the end of x
     (its last few planes), so they are copied into ``tail`` first."""
     HW = H * W
-    n_in = min(n1, max(n0, (xf.shape[0] - _reach(H, W) - c * HW) // (C * HW) + 1))
+    n_in = min(n1, max(n0, (xf.shape[0] - split_reach(H, W) - c * HW) // (C * HW) + 1))
     split_phases(xf, (n0 * C + c) * HW, C * HW, n_in - n0, H, W, ee, eo, oe, oo, b0, plen)
     if n_in < n1:
         for n in range(n_in, n1):
@@ -188,7 +188,7 @@ def forward(xf, w, y, ml, mr, k, H, W, nb, start, stop):
     ee, eo = np.zeros(size, dtype=xf.dtype), np.zeros(size, dtype=xf.dtype)
     oe, oo = np.zeros(size, dtype=xf.dtype), np.zeros(size, dtype=xf.dtype)
     acc = np.empty(nb * plen, dtype=xf.dtype)
-    tail = np.zeros(nb * HW + _reach(H, W), dtype=xf.dtype)
+    tail = np.zeros(nb * HW + split_reach(H, W), dtype=xf.dtype)
     blocks = (N + nb - 1) // nb
     for task in range(start, stop):
         co, n0 = task // blocks, (task % blocks) * nb
@@ -397,7 +397,7 @@ def backward(xf, w, dyf, dxf, dw_b, ml, mr, k, H, W, nb, start, stop):
     gb = 2 * Wo + 2                      # zeros before dy's first value: its largest offset
     G = np.zeros(gb + nb * plen, dtype=xf.dtype)     # dy at the outputs' positions, as acc
     GL, GR = np.zeros(gb + nb * plen, dtype=xf.dtype), np.zeros(gb + nb * plen, dtype=xf.dtype)
-    tail = np.zeros(nb * HW + _reach(H, W), dtype=xf.dtype)
+    tail = np.zeros(nb * HW + split_reach(H, W), dtype=xf.dtype)
     blocks = (N + nb - 1) // nb
     for task in range(start, stop):
         c, blk = task // blocks, task % blocks

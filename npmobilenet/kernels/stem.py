@@ -49,7 +49,7 @@ import numpy as np
 from numba import njit
 
 from . import buffers
-from .depthwise_s2 import column_masks, split_phases
+from .depthwise_s2 import column_masks, split_phases, split_reach
 from .simd import LANES
 from .threads import num_threads, run_chunks, run_parts
 
@@ -106,7 +106,7 @@ def forward(xf, w, y, ml, H, W, groups, start, stop):
     size = b0 + C * plen + 2 * LANES
     ee, eo = np.zeros(size, dtype=xf.dtype), np.zeros(size, dtype=xf.dtype)
     oe, oo = np.zeros(size, dtype=xf.dtype), np.zeros(size, dtype=xf.dtype)
-    reach = (H - 1) * W + 2 * LANES * ((Wo + LANES - 1) // LANES)   # a plane's reads, split_phases
+    reach = split_reach(H, W)
     band = max(1, BAND // Wo) * Wo
     per = 2 * -(-O // (2 * groups))      # output channels per group, even
     for task in range(start, stop):
