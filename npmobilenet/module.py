@@ -347,7 +347,7 @@ def _fused():
 
 
 def check_input(layer, x, channels=None, ndim=4, dtype=None):
-    """Validate ``x`` for ``layer``: rank, float dtype (equal to the parameters'), channel count.
+    """Validate ``x`` for ``layer``: rank, float dtype (equal to the parameters'), channel count, not empty.
 
     Raises ``TypeError``/``ValueError`` that name the layer, the argument, what was given and what
     was expected.
@@ -365,4 +365,7 @@ def check_input(layer, x, channels=None, ndim=4, dtype=None):
         raise ValueError(f"{name}: input x has shape {x.shape} ({x.ndim} dimensions); expected {want}")
     if channels is not None and x.shape[1] != channels:
         raise ValueError(f"{name}: input x has {x.shape[1]} channels (shape {x.shape}); expected {channels}")
+    if x.size == 0:
+        raise ValueError(f"{name}: input x has shape {x.shape}, no values; expected at least 1 in every"
+                         f" dimension (an empty batch is usually an empty data split)")
     return x

@@ -368,6 +368,7 @@ def test_backward_before_forward_raises():
     (np.zeros((1, 3, 8, 8), np.float64), None, TypeError, ["x", "float64", "float32"]),
     (np.zeros((1, 3, 1, 8), np.float32), 0, ValueError, ["x", "height 1", "kernel height 3"]),
     ([[1.0]], None, TypeError, ["x", "list"]),
+    (np.zeros((0, 3, 8, 8), np.float32), None, ValueError, ["x", "(0, 3, 8, 8)", "no values"]),
 ])
 def test_module_bad_input_names_layer_argument_and_expectation(x, padding, exc, words):
     conv = Conv2d(3, 8, 3, stride=2, padding=padding)
@@ -376,6 +377,17 @@ def test_module_bad_input_names_layer_argument_and_expectation(x, padding, exc, 
     assert str(err.value).startswith(conv._label())
     for word in words:
         assert word in str(err.value), f"{word!r} not in {err.value}"
+
+
+@pytest.mark.parametrize("x_shape,w_shape,groups", [((0, 3, 8, 8), (8, 3, 3, 3), 1),     # the stem's kernel
+                                                   ((0, 8, 8, 8), (8, 1, 3, 3), 8),     # depthwise
+                                                   ((0, 8, 8, 8), (16, 8, 1, 1), 1)])   # pointwise
+def test_functional_conv_rejects_an_empty_batch(x_shape, w_shape, groups):
+    """An empty batch gets one clear error before any kernel, on either path."""
+    x, w = np.zeros(x_shape, np.float32), np.zeros(w_shape, np.float32)
+    for path in (contextlib.nullcontext, backend.plain):      # the fast path, then the plain one
+        with path(), pytest.raises(ValueError, match=r"conv2d_forward: x has shape \(0, \d+, 8, 8\), no values"):
+            conv2d_forward(x, w, None, 2, None, groups)
 
 
 def test_module_bad_dy_names_dy():

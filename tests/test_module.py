@@ -119,6 +119,10 @@ def test_check_input_messages():
         check_input(layer, np.zeros((1, 5, 2, 2), np.float32), channels=3)
     with pytest.raises(TypeError, match="parameters are float32"):
         check_input(layer, np.zeros((1, 3, 2, 2), np.float64), dtype=np.float32)
+    with pytest.raises(ValueError, match=r"Scale.*shape \(0, 3, 2, 2\), no values"):
+        check_input(layer, np.zeros((0, 3, 2, 2), np.float32))
+    with pytest.raises(ValueError, match=r"shape \(2, 3, 0, 2\), no values"):
+        check_input(layer, np.zeros((2, 3, 0, 2), np.float32))
 
 
 @pytest.mark.parametrize("name,features", [("mobilenetv3_small_100", False), ("mobilenetv4_conv_small", False),

@@ -221,4 +221,4 @@ def conv_backward(dy, x, Wg, kernel, stride, padding, input_grad=True):
         chunk(0, serial=False)
     else:
         threads.run_parts(chunk, chunks)
-    return dx, dw.sum(axis=0) if chunks > 1 else dw[0]
+    return dx, dw[0] if chunks == 1 else dw.sum(axis=0)      # no chunks (an empty batch): zeros

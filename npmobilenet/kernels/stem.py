@@ -139,7 +139,7 @@ def forward_fast(x, w, epilogue=None):
     Ho, Wo = (H + 1) // 2, (W + 1) // 2
     y = buffers.empty((N, O, Ho, Wo), x.dtype)
     threads = num_threads()
-    groups = max(1, min(O // 2, -(-threads // N)))
+    groups = max(1, min(O // 2, -(-threads // max(N, 1))))
     args = (np.ascontiguousarray(x).reshape(-1), np.ascontiguousarray(w, dtype=x.dtype).reshape(O, C, 9),
             y.reshape(N, O, Ho * Wo), column_masks(Wo, (Ho + 1) * Wo + 1, Ho * Wo, x.dtype)[0], H, W, groups)
     if epilogue is None or N < 2 * threads:

@@ -89,6 +89,9 @@ def _validate(x, w, b, stride, padding, groups, who="conv2d_forward"):
             raise ValueError(f"{who}: {arg} has shape {a.shape} ({a.ndim} dimensions); expected {want}")
     if w.dtype != x.dtype:
         raise TypeError(f"{who}: x has dtype {x.dtype} but w has dtype {w.dtype}; expected the same dtype")
+    if x.size == 0 or w.size == 0:
+        arg, a = ("x", x) if x.size == 0 else ("w", w)
+        raise ValueError(f"{who}: {arg} has shape {a.shape}, no values; expected at least 1 in every dimension")
     if not isinstance(groups, (int, np.integer)) or groups < 1:
         raise ValueError(f"{who}: groups must be a positive int, got {groups!r}")
     if w.shape[0] % groups:
