@@ -15,11 +15,11 @@ Inference (``npmobilenet.no_grad()``): nothing is kept for backward, so an eval-
 batch norm after it and its activation become one layer (``triple`` / ``inference``): the conv's
 product runs a chunk of images at a time (``kernels/pointwise.py``, ``kernels/im2col.py``,
 ``kernels/stem.py``) and each chunk is normalised and activated in place right after, while it is
-still in cache, instead of in a later pass through memory (``kernels/bn_act.eval_inplace``).  Same arithmetic in the same
-order: the outputs are bit for bit those of the separate layers.  Depthwise convs are left out:
-their BN and activation run fused as above (measured: applying them inside the depthwise loops
-gained nothing on MobileNetV4-Conv-S or V3-Small, and a helper called from those loops, which
-are compiled with ``fastmath``, is compiled, and cached, with their flags).
+still in cache, instead of in a later pass through memory (``kernels/bn_act.eval_inplace``).  Same
+arithmetic in the same order: the outputs are bit for bit those of the separate layers.  Depthwise
+convs are left out: their BN and activation run fused as above (measured: applying them inside
+the depthwise loops gained nothing on MobileNetV4-Conv-S or V3-Small, and a helper called from
+those loops, which are compiled with ``fastmath``, is compiled, and cached, with their flags).
 
 ``Sequential`` asks ``pair(a, b)`` for each two neighbours on the fast path.  It says yes only for
 the classes' own, unmodified methods, so anything that wraps a module's forward or backward (the
