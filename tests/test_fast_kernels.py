@@ -380,6 +380,33 @@ def test_merge_phases_inverts_split_phases_and_writes_only_its_planes(shape):
     assert (got[:, 1:] == 7.5).all()
 
 
+@pytest.mark.parametrize("shape", [(3, 14, 14), (2, 9, 12), (3, 1, 1), (2, 1, 7), (2, 6, 1), (2, 7, 56),
+                                   (2, 5, 17), (1, 3, 112), (4, 8, 8), (2, 16, 16), (2, 18, 18), (3, 2, 3)])
+def test_split_phases_gives_the_strided_slices_and_zero_separators_on_reused_buffers(shape):
+    """Each plane's four phase planes are x[0::2, 0::2], x[0::2, 1::2], x[1::2, 0::2] and
+    x[1::2, 1::2] (0 past the last row or column) at pitch Wo, with only zeros before the first
+    and between the planes: also in buffers that an earlier split of other values wrote, as the
+    tasks of a kernel reuse them (only the values a split's last row spilled are zeroed again)."""
+    from npmobilenet.kernels import depthwise_s2
+    from npmobilenet.kernels.simd import LANES
+    N, H, W = shape
+    Ho, Wo = (H + 1) // 2, (W + 1) // 2
+    plen, b0 = (Ho + 1) * Wo + 1, Wo + 1
+    size = b0 + N * plen + 2 * LANES
+    rng = np.random.default_rng(23)
+    earlier, x = (rng.standard_normal(N * H * W + 4 * LANES) + 3 for _ in range(2))   # no zeros
+    planes = [np.zeros(size) for _ in range(4)]
+    depthwise_s2.split_phases(earlier, 0, H * W, N, H, W, *planes, b0, plen)
+    depthwise_s2.split_phases(x, 0, H * W, N, H, W, *planes, b0, plen)
+    padded = np.zeros((N, 2 * Ho, 2 * Wo))
+    padded[:, :H, :W] = x[:N * H * W].reshape(N, H, W)
+    for got, (r, c) in zip(planes, [(0, 0), (0, 1), (1, 0), (1, 1)]):
+        want = np.zeros(b0 + N * plen)
+        for n in range(N):
+            want[b0 + n * plen:][:Ho * Wo] = padded[n, r::2, c::2].ravel()
+        _same(got[:b0 + N * plen], want)
+
+
 @pytest.mark.parametrize("k", [3, 5])
 def test_depthwise_stride2_kernel_stacks_images_in_blocks(monkeypatch, k):
     """Blocks of 3 images for a batch of 7 (3, 3, then 1): each image reads only its own rows and

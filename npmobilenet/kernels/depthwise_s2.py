@@ -49,13 +49,18 @@ the phase planes of ``depthwise.py``, and PyTorch 2.14.1's ``F.conv2d`` on the s
     16x96x112x112 3x3    6.08, 6.15    -               8.47, 8.48     23.1, 24.7
     1x672x14x14 5x5      0.19, 0.22    0.20, 0.23      0.18, 0.21     0.10, 0.12
 
-On one thread the 14x14 5x5 layer took 1.2 ms against 1.7 (columns split): 0.55 ms for the
-split, which reads x (about the time of one NumPy pass that sums x), the rest for the 25 taps and
-the copy out.  ``BLOCK`` = 1024 values a phase plane (16 images at 14x14, 1 at 56x56) was
-measured against 600, 1536 and 2048: level at 14x14, 8x8 and 112x112, and at 28x28 and 56x56
-2048 took 25-40% longer (16x240x28x28 5x5: 1.13 against 0.77 ms; 16x144x56x56 3x3: 1.35 against
-0.97): the four planes and the block's output, 20 KB in float32, leave room in L1 for the rows of
-x coming in.
+On one thread the 14x14 5x5 layer took 1.2 ms against 1.7 (columns split): 0.55 ms for the split,
+which reads x (about the time of one NumPy pass that sums x), the rest for the 25 taps and the copy
+out.  The split is bound by its instructions, not by memory: on 16 channels, which stay in L2, it
+took as long a plane as on 672.  Writing a phase row of at most ``LANES`` values with no inner
+loop, and zeroing again only the values the last row spilled into the separator, took it from 119
+to 85-94 cycles a plane (the whole kernel from 269 to 222-241; one thread).  On 2 threads the layer
+then took 0.59-0.61 ms against 0.63-0.65 (calls alternated, medians of 21, two runs); at 28x28 and
+larger, where rows take several vectors, the two were level.  ``BLOCK`` = 1024 values a phase plane
+(16 images at 14x14, 1 at 56x56) was measured against 600, 1536 and 2048: level at 14x14, 8x8 and
+112x112, and at 28x28 and 56x56 2048 took 25-40% longer (16x240x28x28 5x5: 1.13 against 0.77 ms;
+16x144x56x56 3x3: 1.35 against 0.97): the four planes and the block's output, 20 KB in float32,
+leave room in L1 for the rows of x coming in.
 
 Backward.  Each tap's read in (2) is ``plane[t + off] * m(t)`` (m: its column mask, or 1), so
 
@@ -129,24 +134,39 @@ def column_masks(Wo, plen, n, dtype):
 def split_phases(src, s0, step, count, H, W, ee, eo, oe, oo, d0, plen):
     """Phase rows (1) of the ``count`` planes ``src[s0 + m*step:][:H*W]``, plane m's from
     ``d0 + m*plen`` on at pitch Wo, each followed by its separator of zeros.  Values past the
-    input's last row or column are 0.  Reads run up to ``2 * LANES`` values past each plane."""
+    input's last row or column are 0.  Reads run up to ``2 * LANES`` values past each plane.
+
+    Only this function writes the phase planes, and the separators start as zeros, so after each
+    plane only the values its last row's whole vectors spilled into the separator are zeroed
+    again.  A phase row of at most ``LANES`` values (maps up to 16 wide) is one shuffle, written
+    without an inner loop: a loop of one trip cost as much again in its set-up."""
     Ho, Wo = (H + 1) // 2, (W + 1) // 2
+    nv = (Wo + LANES - 1) // LANES       # whole vectors a phase row
+    spill = nv * LANES - Wo              # values the last of them writes past the row
     for m in range(count):
         s, d = s0 + m * step, d0 + m * plen
-        for r in range(Ho):              # whole vectors: reads and writes run past each row
-            for c in range(0, Wo, LANES):
-                deinterleave(src, s + 2 * r * W + 2 * c, ee, eo, d + r * Wo + c)
-            if 2 * r + 1 < H:
+        if nv == 1:
+            for r in range(H // 2):      # an even and an odd input row give phase row r
+                deinterleave(src, s + 2 * r * W, ee, eo, d + r * Wo)
+                deinterleave(src, s + (2 * r + 1) * W, oe, oo, d + r * Wo)
+        else:
+            for r in range(H // 2):      # whole vectors: reads and writes run past each row
+                for c in range(0, Wo, LANES):
+                    deinterleave(src, s + 2 * r * W + 2 * c, ee, eo, d + r * Wo + c)
                 for c in range(0, Wo, LANES):
                     deinterleave(src, s + (2 * r + 1) * W + 2 * c, oe, oo, d + r * Wo + c)
-            if W % 2:                    # that pair's odd value was the next row's first
+        if H % 2:                        # no odd row below the last even row
+            r = Ho - 1
+            for c in range(0, Wo, LANES):
+                deinterleave(src, s + 2 * r * W + 2 * c, ee, eo, d + r * Wo + c)
+            for c in range(Wo):
+                oe[d + r * Wo + c] = 0
+                oo[d + r * Wo + c] = 0
+        if W % 2:                        # each row's last pair's odd value was the next row's first
+            for r in range(Ho):
                 eo[d + r * Wo + Wo - 1] = 0
                 oo[d + r * Wo + Wo - 1] = 0
-        if H % 2:                        # no odd row below the last even row
-            for c in range(Wo):
-                oe[d + (Ho - 1) * Wo + c] = 0
-                oo[d + (Ho - 1) * Wo + c] = 0
-        for q in range(d + Ho * Wo, d + plen):     # the separator: zero again after the spills
+        for q in range(d + Ho * Wo, d + Ho * Wo + spill):     # the separator: zero again
             ee[q] = eo[q] = oe[q] = oo[q] = 0
 
 
