@@ -256,7 +256,8 @@ def test_depthwise_small_maps_path_is_taken_where_measured_faster(shape, fwd, bw
 
 # ---- stride-1 depthwise at the input's row pitch -------------------------------------------------
 S1_DW = [((2, 3, 16, 16), 3), ((3, 4, 17, 23), 3), ((1, 5, 40, 3), 3), ((2, 3, 3, 90), 3),
-         ((2, 3, 16, 19), 5), ((1, 4, 5, 64), 5), ((2, 2, 64, 5), 5), ((1, 2, 56, 56), 5), ((2, 2, 10, 10), 5)]
+         ((2, 3, 16, 19), 5), ((1, 4, 5, 64), 5), ((2, 2, 64, 5), 5), ((1, 2, 56, 56), 5), ((2, 2, 10, 10), 5),
+         ((2, 2, 3, 3), 3), ((2, 2, 5, 5), 5), ((3, 2, 12, 12), 5), ((2, 3, 14, 14), 3)]
 
 
 @pytest.mark.parametrize("dtype,tol", [(np.float64, 1e-12), (np.float32, 1e-5)])
@@ -298,8 +299,9 @@ def test_depthwise_stride1_kernel_does_not_depend_on_the_thread_count():
 
 @pytest.mark.parametrize("x_shape,w_shape,stride,padding,taken", [
     ((16, 72, 56, 56), (72, 1, 3, 3), (1, 1), (1, 1), True),
-    ((1, 120, 24, 24), (120, 1, 5, 5), (1, 1), (2, 2), True),     # 576 pixels: the least
-    ((16, 240, 23, 24), (240, 1, 3, 3), (1, 1), (1, 1), False),  # 552: the phase planes
+    ((1, 120, 12, 12), (120, 1, 5, 5), (1, 1), (2, 2), True),     # 144 pixels: the least
+    ((16, 240, 11, 13), (240, 1, 3, 3), (1, 1), (1, 1), False),  # 143: the phase planes
+    ((16, 672, 14, 14), (672, 1, 5, 5), (1, 1), (2, 2), True),    # V3's 14x14 5x5 layers
     ((16, 960, 7, 7), (960, 1, 5, 5), (1, 1), (2, 2), False),    # 49: a small map
     ((16, 72, 56, 56), (72, 1, 3, 3), (2, 2), (1, 1), False),    # stride 2
     ((16, 72, 56, 56), (144, 1, 3, 3), (1, 1), (1, 1), False),   # channel multiplier 2
@@ -309,7 +311,7 @@ def test_depthwise_stride1_kernel_does_not_depend_on_the_thread_count():
 ])
 def test_depthwise_stride1_path_is_taken_where_it_applies(x_shape, w_shape, stride, padding, taken):
     """The rule of depthwise_s1's docstring: stride 1, same padding, 3x3 or 5x5, multiplier 1, maps
-    of >= 24x24 pixels."""
+    of >= 12x12 pixels."""
     from npmobilenet.kernels import depthwise_s1
     assert depthwise_s1.applies(x_shape, w_shape, stride, padding) is taken
 

@@ -15,7 +15,7 @@ scattered into phase planes (``dphase[q + off] += w * dy[q]``, ``dy`` laid out a
 with zeros in the spare columns) and ``dw[i, j]`` is a dot product of ``dy`` with the phase plane
 at ``off``.
 
-Three cases go elsewhere, where measured faster: stride 1 with "same" padding on maps of 24x24
+Three cases go elsewhere, where measured faster: stride 1 with "same" padding on maps of 12x12
 and more runs at the input's own row pitch with no copies (``depthwise_s1.py``), stride 2 with
 "same" padding splits its phase planes with vector shuffles and runs all taps in one loop, both
 ways (``depthwise_s2.py``), and maps of a few pixels run channels-last (``depthwise_small.py``).

@@ -41,7 +41,7 @@ all nine sums in one pass for 3x3, one pass per tap row with its five sums for 5
 sums at once would not fit the vector registers).
 
 Measured (float32, 2 threads, calls alternated in one process, two runs; ms forward / backward,
-this path, when it still copied whole planes, against the phase planes):
+this path, when it still copied whole planes and took views, against the phase planes):
 
     16x72x56x56 3x3      1.2-1.7 / 2.5-3.6    against 2.0-3.0 / 4.5-6.5
     16x32x112x112 3x3    2.0-2.5 / 5.0-6.2    against 4.0-5.2 / 10.1-12.6
@@ -51,8 +51,30 @@ this path, when it still copied whole planes, against the phase planes):
     16x240x20x20 5x5     2.5-3.1 / 4.9-6.1    against 2.1-2.4 / 4.7-6.1
     16x240x14x14 3x3     0.9-1.0 / 1.6-1.8    against 0.7-0.8 / 1.3-1.4
 
-On maps below ``MIN_PIXELS`` (24x24) the phase planes, which stack several images into one
-loop, are as fast or faster.
+The loops index flat arrays by unsigned offsets, not views (the comment above ``_edges``): a
+call on a short stretch then costs 14 cycles before any work, where it cost 155.  That made the
+kernel faster, most where the planes are small (same process, calls alternated, 2 threads,
+medians of 15, two runs; ms forward / backward, flat offsets against views):
+
+    16x72x56x56 3x3      0.98, 0.93 / 2.01, 1.85    against 1.05, 0.99 / 2.06, 1.89
+    16x32x112x112 3x3    4.02, 4.04 / 3.34, 3.56    against 4.02, 4.07 / 3.31, 3.62
+    16x240x28x28 3x3     0.86, 0.89 / 1.58, 1.64    against 1.07, 1.06 / 1.87, 1.92
+    16x48x56x56 5x5      1.09, 1.09 / 3.07, 3.39    against 1.46, 1.42 / 3.81, 3.41
+    16x120x28x28 5x5     0.79, 0.82 / 1.85, 1.87    against 1.27, 1.26 / 2.24, 2.33
+    16x240x24x24 5x5     1.23, 1.27 / 2.66, 2.64    against 2.10, 2.03 / 3.69, 3.55
+
+and moved the smallest map it is taken on, ``MIN_PIXELS``, from 24x24 down to 12x12.  Against
+the phase planes (the path below it), same measurement:
+
+    16x240x20x20 5x5     1.22, 1.50 / 2.64, 3.36    against 2.01, 2.42 / 4.67, 5.63
+    16x240x14x14 3x3     0.68, 0.81 / 1.06, 1.29    against 0.75, 0.94 / 1.40, 1.68
+    16x672x14x14 5x5     2.44, 2.33 / 4.61, 4.39    against 3.03, 2.97 / 7.28, 6.62
+    16x480x12x12 3x3     1.02, 1.04 / 1.63, 1.64    against 1.00, 1.24 / 1.95, 1.80
+    16x480x12x12 5x5     1.35, 1.34 / 2.65, 2.45    against 1.88, 1.80 / 3.94, 3.96
+    16x480x10x10 3x3     1.49, 0.88 / 2.23, 1.48    against 0.80, 0.80 / 1.44, 1.40
+    16x576x7x7 3x3       0.97, 0.99 / 1.55, 1.48    against 0.65, 0.62 / 1.63, 1.35
+
+Below 12x12 the phase planes, which stack several images into one loop, are as fast or faster.
 
 Channel multiplier 1 (every MobileNet) and square 3x3 and 5x5 kernels (the loops are written out
 per kernel size); anything else takes the phase-plane path.  Tasks are whole planes; every task
@@ -62,12 +84,12 @@ images in order afterwards), so results do not depend on the thread count.
 import functools
 
 import numpy as np
-from numba import njit
+from numba import njit, uint64
 
 from . import buffers
 from .threads import run_chunks
 
-MIN_PIXELS = 24 * 24    # smaller maps take the phase-plane path (module docstring)
+MIN_PIXELS = 12 * 12    # smaller maps take the phase-plane path (module docstring)
 
 
 def applies(x_shape, w_shape, stride, padding):
@@ -86,156 +108,142 @@ def column_masks(H, W, kw, dtype):
     return np.tile(((ow >= 0) & (ow < W)).astype(dtype), (1, H))
 
 
-@njit(cache=True, nogil=True, inline="always")
-def _edges(src, top, bot, o):
-    """Copy the first and last ``2*o`` values of the plane src into ``top[o:]`` and ``bot[:2*o]``.
+# Every index below is an unsigned offset into a flat array, where the loops once took views
+# (``a[o:o + n]``) of a plane and its windows.  Each view costs two updates of the array's
+# reference count, and a signed index a test for wrap-around that stops the loop vectorising; an
+# unsigned one needs neither.  A call on a short stretch cost 155 cycles before it did any work
+# (the views of the plane, its nine windows and the masks), and 14 this way.
+@njit(cache=True, nogil=True)
+def _edges(src, so, top, bot, o, HW):
+    """Copy the first and last ``2*o`` values of the plane ``src[so:so + HW]`` into ``top[o:]`` and
+    ``bot[:2*o]``.
 
     ``o = ph*W + pw`` is the offset of the centre tap in (1).  Only the first and last o output
     pixels have windows that reach past the plane's first or last row; these two strips, with
     ``top[:o]`` and ``bot[2*o:]`` left at zero, are padded copies of the plane's ends on which (1)
     holds for them."""
-    n = src.shape[0]
-    for q in range(2 * o):
-        top[o + q] = src[q]
-        bot[q] = src[n - 2 * o + q]
+    u = uint64
+    so, o, last = u(so), u(o), u(so) + u(HW) - u(2 * o)
+    for q in range(u(0), u(2) * o):
+        top[o + q] = src[so + q]
+        bot[q] = src[last + q]
 
 
 # The tap loops are calls, not inlined: Numba inlines at the level of its own IR, so the loop would
 # take the caller's fastmath flags (none: no fused multiply-adds); measured 1.4-2x slower.
 @njit(cache=True, nogil=True, fastmath={"contract"})
-def _taps3(s, wc, dst, m0, m2, W):
-    """(2) for a 3x3 kernel: dst[q] = sum_j m_j[q] * sum_i w[i, j] * s[q + i*W + j], q < len(dst)."""
-    n = dst.shape[0]
-    a0, a1, a2 = _three(s, 0, n)                         # tap row 0, columns 0 .. 2
-    b0, b1, b2 = _three(s, W, n)
-    c0, c1, c2 = _three(s, 2 * W, n)
+def _taps3(s, so, wc, dst, do, masks, mo, n, W):
+    """(2) for a 3x3 kernel on a stretch of n output pixels: for q < n,
+    ``dst[do + q] = sum_j m_j[mo + q] * sum_i w[i, j] * s[so + q + i*W + j]``; wc: (9,) taps."""
+    u = uint64
+    so, do, mo, n, W = u(so), u(do), u(mo), u(n), u(W)
+    a, b, c = so, so + W, so + u(2) * W              # tap rows 0, 1, 2
     w00, w01, w02, w10, w11, w12, w20, w21, w22 = (wc[0], wc[1], wc[2], wc[3], wc[4], wc[5],
                                                    wc[6], wc[7], wc[8])
-    for q in range(n):
-        dst[q] = (m0[q] * (w00 * a0[q] + w10 * b0[q] + w20 * c0[q])
-                  + (w01 * a1[q] + w11 * b1[q] + w21 * c1[q])
-                  + m2[q] * (w02 * a2[q] + w12 * b2[q] + w22 * c2[q]))
+    for q in range(u(0), n):
+        dst[do + q] = (masks[0, mo + q] * (w00 * s[a + q] + w10 * s[b + q] + w20 * s[c + q])
+                       + (w01 * s[a + q + u(1)] + w11 * s[b + q + u(1)] + w21 * s[c + q + u(1)])
+                       + masks[2, mo + q] * (w02 * s[a + q + u(2)] + w12 * s[b + q + u(2)]
+                                             + w22 * s[c + q + u(2)]))
 
 
 @njit(cache=True, nogil=True, fastmath={"contract"})
-def _taps5(s, wc, dst, m0, m1, m3, m4, W):
-    """(2) for a 5x5 kernel, as ``_taps3``."""
-    n = dst.shape[0]
-    a0, a1, a2, a3, a4 = _five(s, 0, n)                  # tap row 0, columns 0 .. 4
-    b0, b1, b2, b3, b4 = _five(s, W, n)
-    c0, c1, c2, c3, c4 = _five(s, 2 * W, n)
-    d0, d1, d2, d3, d4 = _five(s, 3 * W, n)
-    e0, e1, e2, e3, e4 = _five(s, 4 * W, n)
-    for q in range(n):
-        dst[q] = (m0[q] * (wc[0] * a0[q] + wc[5] * b0[q] + wc[10] * c0[q] + wc[15] * d0[q] + wc[20] * e0[q])
-                  + m1[q] * (wc[1] * a1[q] + wc[6] * b1[q] + wc[11] * c1[q] + wc[16] * d1[q] + wc[21] * e1[q])
-                  + (wc[2] * a2[q] + wc[7] * b2[q] + wc[12] * c2[q] + wc[17] * d2[q] + wc[22] * e2[q])
-                  + m3[q] * (wc[3] * a3[q] + wc[8] * b3[q] + wc[13] * c3[q] + wc[18] * d3[q] + wc[23] * e3[q])
-                  + m4[q] * (wc[4] * a4[q] + wc[9] * b4[q] + wc[14] * c4[q] + wc[19] * d4[q] + wc[24] * e4[q]))
+def _taps5(s, so, wc, dst, do, masks, mo, n, W):
+    """(2) for a 5x5 kernel, as ``_taps3``; wc: (25,) taps."""
+    u = uint64
+    so, do, mo, n, W = u(so), u(do), u(mo), u(n), u(W)
+    a, b, c, d, e = so, so + W, so + u(2) * W, so + u(3) * W, so + u(4) * W     # tap rows 0 .. 4
+    for q in range(u(0), n):
+        a0, b0, c0, d0, e0 = a + q, b + q, c + q, d + q, e + q
+        dst[do + q] = (
+            masks[0, mo + q] * (wc[0] * s[a0] + wc[5] * s[b0] + wc[10] * s[c0] + wc[15] * s[d0]
+                                + wc[20] * s[e0])
+            + masks[1, mo + q] * (wc[1] * s[a0 + u(1)] + wc[6] * s[b0 + u(1)] + wc[11] * s[c0 + u(1)]
+                                  + wc[16] * s[d0 + u(1)] + wc[21] * s[e0 + u(1)])
+            + (wc[2] * s[a0 + u(2)] + wc[7] * s[b0 + u(2)] + wc[12] * s[c0 + u(2)] + wc[17] * s[d0 + u(2)]
+               + wc[22] * s[e0 + u(2)])
+            + masks[3, mo + q] * (wc[3] * s[a0 + u(3)] + wc[8] * s[b0 + u(3)] + wc[13] * s[c0 + u(3)]
+                                  + wc[18] * s[d0 + u(3)] + wc[23] * s[e0 + u(3)])
+            + masks[4, mo + q] * (wc[4] * s[a0 + u(4)] + wc[9] * s[b0 + u(4)] + wc[14] * s[c0 + u(4)]
+                                  + wc[19] * s[d0 + u(4)] + wc[24] * s[e0 + u(4)]))
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _taps(s, wc, dst, masks, q0, kw, W):
-    """(2) on the output pixels ``q0 .. q0 + len(dst)``, s the padded stretch of plane they read."""
-    q1 = q0 + dst.shape[0]
+def _taps(s, so, wc, dst, do, masks, mo, n, kw, W):
     if kw == 3:
-        _taps3(s, wc, dst, masks[0][q0:q1], masks[2][q0:q1], W)
+        _taps3(s, so, wc, dst, do, masks, mo, n, W)
     else:
-        _taps5(s, wc, dst, masks[0][q0:q1], masks[1][q0:q1], masks[3][q0:q1], masks[4][q0:q1], W)
+        _taps5(s, so, wc, dst, do, masks, mo, n, W)
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _plane(src, wc, dst, masks, kh, kw, H, W, top, bot):
-    """dst = (src conv wc), one (H*W) plane; wc: (kh*kw,) taps, row-major.
+def _plane(src, p, wc, dst, masks, kh, kw, H, W, top, bot):
+    """Plane p of dst = plane p of src conv wc; src, dst: flat (N*C*H*W,); wc: (kh*kw,) taps.
 
     The first and last ``o = ph*W + pw`` output pixels run on the padded copies ``top`` and
     ``bot`` of the plane's ends (``_edges``; each ``3*o`` values); all the others read src in
-    place: tap (i, j) of pixel q is ``src[q - o + i*W + j]``, inside the plane."""
+    place: tap (i, j) of pixel q is ``src[p*H*W + q - o + i*W + j]``, inside the plane."""
     HW = H * W
+    base = p * HW
     o = (kh // 2) * W + kw // 2
-    _edges(src, top, bot, o)
-    _taps(top, wc, dst[:o], masks, 0, kw, W)
-    _taps(src, wc, dst[o:HW - o], masks, o, kw, W)
-    _taps(bot, wc, dst[HW - o:], masks, HW - o, kw, W)
-
-
-# Inlined into the caller (``inline="always"``, at Numba's level): returned from a call, each
-# window would cost a reference-count increment and decrement, which took longer than the
-# taps themselves on the short stretches of ``_plane``.
-@njit(cache=True, nogil=True, inline="always")
-def _three(a, o, n):
-    """The windows a[o + j : o + j + n] of tap columns j = 0, 1, 2."""
-    return a[o:o + n], a[o + 1:o + 1 + n], a[o + 2:o + 2 + n]
-
-
-@njit(cache=True, nogil=True, inline="always")
-def _five(a, o, n):
-    """The windows a[o + j : o + j + n] of tap columns j = 0 .. 4."""
-    return a[o:o + n], a[o + 1:o + 1 + n], a[o + 2:o + 2 + n], a[o + 3:o + 3 + n], a[o + 4:o + 4 + n]
+    _edges(src, base, top, bot, o, HW)
+    _taps(top, 0, wc, dst, base, masks, 0, o, kw, W)
+    _taps(src, base, wc, dst, base + o, masks, o, HW - 2 * o, kw, W)
+    _taps(bot, 0, wc, dst, base + HW - o, masks, HW - o, o, kw, W)
 
 
 @njit(cache=True, nogil=True)
 def forward(x, w, y, masks, kh, kw, H, W, start, stop):
-    """y[p] = x[p] conv w[p % C] for planes start <= p < stop.  x, y: (N*C, H*W); w: (C, kh*kw)."""
+    """y[p] = x[p] conv w[p % C] for planes start <= p < stop.  x, y: flat (N*C*H*W,); w: (C, kh*kw)."""
     C = w.shape[0]
     o = (kh // 2) * W + kw // 2
     top, bot = np.zeros(3 * o, dtype=x.dtype), np.zeros(3 * o, dtype=x.dtype)
     for p in range(start, stop):
-        _plane(x[p], w[p % C], y[p], masks, kh, kw, H, W, top, bot)
-
-
-@njit(cache=True, nogil=True)
-def _copy_in(src, pad, kh, kw, W):
-    """Copy the (H*W) plane src into pad, after its kh//2 zero rows and kw//2 zeros, so that
-    ``pad[q + i*W + j]`` is (1) for every q."""
-    inner = pad[kw // 2 + (kh // 2) * W:]
-    for q in range(src.shape[0]):
-        inner[q] = src[q]
+        _plane(x, p, w[p % C], y, masks, kh, kw, H, W, top, bot)
 
 
 @njit(cache=True, nogil=True, fastmath={"reassoc", "contract"})
-def _weight_grad(src, g, dwp, masks, kh, kw, H, W, pad):
-    """dwp[i*kw + j] = sum_q g[q] * m_j[q] * pad[q + i*W + j]: one image plane's dw.
+def _weight_grad(x, g, base, dwp, masks, kh, kw, H, W, pad):
+    """dwp[i*kw + j] = sum_q g[base + q] * m_j[q] * pad[q + i*W + j]: one image plane's dw.
 
     ``pad``: scratch of ``(H + 2*ph)*W + 2*pw`` values, zero outside ``[pw + ph*W, pw + ph*W + H*W)``,
-    src copied in (``_copy_in``).  Reassociation lets each sum vectorise (lane-wise
-    partial sums); it changes only the order within one plane's sum, which depends on the shapes
-    alone, never on the threads."""
-    HW = H * W
-    _copy_in(src, pad, kh, kw, W)
-    zero = src.dtype.type(0)     # sums in x's dtype (a float64 sum of float32 products is 2.5x slower)
+    into which the plane ``x[base:base + H*W]`` is copied first.  Reassociation lets each sum
+    vectorise (lane-wise partial sums); it changes only the order within one plane's sum, which
+    depends on the shapes alone, never on the threads."""
+    u = uint64
+    HW, base, Wu = u(H * W), u(base), u(W)
+    inner = u(kw // 2 + (kh // 2) * W)
+    for q in range(u(0), HW):
+        pad[inner + q] = x[base + q]
+    zero = x.dtype.type(0)       # sums in x's dtype (a float64 sum of float32 products is 2.5x slower)
     if kw == 3:                  # all nine sums in one pass: g and the masks read once
-        m0, m2 = masks[0], masks[2]
-        a0, a1, a2 = _three(pad, 0, HW)
-        b0, b1, b2 = _three(pad, W, HW)
-        c0, c1, c2 = _three(pad, 2 * W, HW)
+        b, c = Wu, u(2) * Wu     # tap rows 1 and 2 (row 0 at 0)
         t00 = t01 = t02 = t10 = t11 = t12 = t20 = t21 = t22 = zero
-        for q in range(HW):
-            gq = g[q]
-            g0, g2 = gq * m0[q], gq * m2[q]
-            t00 += g0 * a0[q]
-            t01 += gq * a1[q]
-            t02 += g2 * a2[q]
-            t10 += g0 * b0[q]
-            t11 += gq * b1[q]
-            t12 += g2 * b2[q]
-            t20 += g0 * c0[q]
-            t21 += gq * c1[q]
-            t22 += g2 * c2[q]
+        for q in range(u(0), HW):
+            gq = g[base + q]
+            g0, g2 = gq * masks[0, q], gq * masks[2, q]
+            t00 += g0 * pad[q]
+            t01 += gq * pad[q + u(1)]
+            t02 += g2 * pad[q + u(2)]
+            t10 += g0 * pad[b + q]
+            t11 += gq * pad[b + q + u(1)]
+            t12 += g2 * pad[b + q + u(2)]
+            t20 += g0 * pad[c + q]
+            t21 += gq * pad[c + q + u(1)]
+            t22 += g2 * pad[c + q + u(2)]
         dwp[0], dwp[1], dwp[2], dwp[3], dwp[4] = t00, t01, t02, t10, t11
         dwp[5], dwp[6], dwp[7], dwp[8] = t12, t20, t21, t22
         return
-    m0, m1, m3, m4 = masks[0], masks[1], masks[3], masks[4]
     for i in range(5):           # 5x5: one pass per tap row, its five sums side by side
-        s0, s1, s2, s3, s4 = _five(pad, i * W, HW)
+        r = u(i) * Wu
         t0 = t1 = t2 = t3 = t4 = zero
-        for q in range(HW):
-            gq = g[q]
-            t0 += (gq * m0[q]) * s0[q]
-            t1 += (gq * m1[q]) * s1[q]
-            t2 += gq * s2[q]
-            t3 += (gq * m3[q]) * s3[q]
-            t4 += (gq * m4[q]) * s4[q]
+        for q in range(u(0), HW):
+            gq = g[base + q]
+            t0 += (gq * masks[0, q]) * pad[r + q]
+            t1 += (gq * masks[1, q]) * pad[r + q + u(1)]
+            t2 += gq * pad[r + q + u(2)]
+            t3 += (gq * masks[3, q]) * pad[r + q + u(3)]
+            t4 += (gq * masks[4, q]) * pad[r + q + u(4)]
         dwp[5 * i], dwp[5 * i + 1], dwp[5 * i + 2], dwp[5 * i + 3], dwp[5 * i + 4] = t0, t1, t2, t3, t4
 
 
@@ -243,15 +251,15 @@ def _weight_grad(src, g, dwp, masks, kh, kw, H, W, pad):
 def backward(x, w_flipped, dy, dx, dw_n, masks, kh, kw, H, W, start, stop):
     """dx and per-plane weight gradients for planes start <= p < stop.
 
-    x, dy, dx: (N*C, H*W); w_flipped: (C, kh*kw), each kernel turned by 180 degrees;
+    x, dy, dx: flat (N*C*H*W,); w_flipped: (C, kh*kw), each kernel turned by 180 degrees;
     dw_n: (N*C, kh*kw), plane p's share of dw[p % C]."""
     C = w_flipped.shape[0]
     pad = np.zeros((H + kh - 1) * W + kw - 1, dtype=x.dtype)
     o = (kh // 2) * W + kw // 2
     top, bot = np.zeros(3 * o, dtype=x.dtype), np.zeros(3 * o, dtype=x.dtype)
     for p in range(start, stop):
-        _plane(dy[p], w_flipped[p % C], dx[p], masks, kh, kw, H, W, top, bot)
-        _weight_grad(x[p], dy[p], dw_n[p], masks, kh, kw, H, W, pad)
+        _plane(dy, p, w_flipped[p % C], dx, masks, kh, kw, H, W, top, bot)
+        _weight_grad(x, dy, p * H * W, dw_n[p], masks, kh, kw, H, W, pad)
 
 
 def forward_fast(x, w):
@@ -259,8 +267,8 @@ def forward_fast(x, w):
     N, C, H, W = x.shape
     kh, kw = w.shape[2:]
     y = buffers.empty(x.shape, x.dtype)
-    run_chunks(forward, N * C, np.ascontiguousarray(x).reshape(N * C, H * W),
-               np.ascontiguousarray(w, dtype=x.dtype).reshape(C, kh * kw), y.reshape(N * C, H * W),
+    run_chunks(forward, N * C, np.ascontiguousarray(x).reshape(-1),
+               np.ascontiguousarray(w, dtype=x.dtype).reshape(C, kh * kw), y.reshape(-1),
                column_masks(H, W, kw, x.dtype), kh, kw, H, W, work=2 * x.size)
     return y
 
@@ -272,8 +280,8 @@ def backward_fast(dy, x, w):
     dx = buffers.empty(x.shape, x.dtype)
     dw_n = np.empty((N, C, kh * kw), dtype=x.dtype)
     w_flipped = np.ascontiguousarray(w[:, 0, ::-1, ::-1], dtype=x.dtype).reshape(C, kh * kw)
-    run_chunks(backward, N * C, np.ascontiguousarray(x).reshape(N * C, H * W), w_flipped,
-               np.ascontiguousarray(dy).reshape(N * C, H * W), dx.reshape(N * C, H * W),
+    run_chunks(backward, N * C, np.ascontiguousarray(x).reshape(-1), w_flipped,
+               np.ascontiguousarray(dy).reshape(-1), dx.reshape(-1),
                dw_n.reshape(N * C, kh * kw), column_masks(H, W, kw, x.dtype), kh, kw, H, W,
                work=3 * x.size)
     return dx, dw_n.sum(axis=0).reshape(w.shape)
