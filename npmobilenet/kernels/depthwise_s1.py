@@ -63,8 +63,12 @@ medians of 15, two runs; ms forward / backward, flat offsets against views):
     16x120x28x28 5x5     0.79, 0.82 / 1.85, 1.87    against 1.27, 1.26 / 2.24, 2.33
     16x240x24x24 5x5     1.23, 1.27 / 2.66, 2.64    against 2.10, 2.03 / 3.69, 3.55
 
-and moved the smallest map it is taken on, ``MIN_PIXELS``, from 24x24 down to 12x12.  Against
-the phase planes (the path below it), same measurement:
+(this package's module against a copy of the old one compiled in the process, which alone can
+differ by up to 7% on the same code; with both sides compiled as copies, medians of 41, two runs,
+the 56x56 layer twice in each: 16x72x56x56 3x3 0.87-0.95 against 0.93-1.02 forward, 1.83-2.03
+against 1.95-2.15 backward; 16x240x28x28 3x3 0.99-1.00 against 1.22 forward; 16x120x28x28 5x5
+0.95-0.96 against 1.46-1.47), and moved the smallest map it is taken on, ``MIN_PIXELS``, from 24x24
+down to 12x12.  Against the phase planes (the path below it), measured as the first table:
 
     16x240x20x20 5x5     1.22, 1.50 / 2.64, 3.36    against 2.01, 2.42 / 4.67, 5.63
     16x240x14x14 3x3     0.68, 0.81 / 1.06, 1.29    against 0.75, 0.94 / 1.40, 1.68

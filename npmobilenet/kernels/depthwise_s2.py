@@ -55,12 +55,14 @@ out.  The split is bound by its instructions, not by memory: on 16 channels, whi
 took as long a plane as on 672.  Writing a phase row of at most ``LANES`` values with no inner
 loop, and zeroing again only the values the last row spilled into the separator, took it from 119
 to 85-94 cycles a plane (the whole kernel from 269 to 222-241; one thread).  On 2 threads the layer
-then took 0.59-0.61 ms against 0.63-0.65 (calls alternated, medians of 21, two runs); at 28x28 and
-larger, where rows take several vectors, the two were level.  ``BLOCK`` = 1024 values a phase plane
-(16 images at 14x14, 1 at 56x56) was measured against 600, 1536 and 2048: level at 14x14, 8x8 and
-112x112, and at 28x28 and 56x56 2048 took 25-40% longer (16x240x28x28 5x5: 1.13 against 0.77 ms;
-16x144x56x56 3x3: 1.35 against 0.97): the four planes and the block's output, 20 KB in float32,
-leave room in L1 for the rows of x coming in.
+then took 6-14% less time (calls alternated, medians of 21): 0.59-0.61 against 0.63-0.65 ms with
+this module against a copy of the old one compiled in the process, 0.58-0.70 against 0.65-0.81 with
+a copy of this one against the old module (the two ways bracket the 1-7% by which a copy of the
+same code can differ); at 28x28 and larger, where rows take several vectors, the two were level.
+``BLOCK`` = 1024 values a phase plane (16 images at 14x14, 1 at 56x56) was measured against 600,
+1536 and 2048: level at 14x14, 8x8 and 112x112, and at 28x28 and 56x56 2048 took 25-40% longer
+(16x240x28x28 5x5: 1.13 against 0.77 ms; 16x144x56x56 3x3: 1.35 against 0.97): the four planes and
+the block's output, 20 KB in float32, leave room in L1 for the rows of x coming in.
 
 Backward.  Each tap's read in (2) is ``plane[t + off] * m(t)`` (m: its column mask, or 1), so
 
