@@ -64,7 +64,7 @@ medians of 15, two runs; ms forward / backward, flat offsets against views):
     16x240x24x24 5x5     1.23, 1.27 / 2.66, 2.64    against 2.10, 2.03 / 3.69, 3.55
 
 (this package's module against a copy of the old one compiled in the process, which alone can
-differ by up to 7% on the same code; with both sides compiled as copies, medians of 41, two runs,
+differ by up to 8% on the same code; with both sides compiled as copies, medians of 41, two runs,
 the 56x56 layer twice in each: 16x72x56x56 3x3 0.87-0.95 against 0.93-1.02 forward, 1.83-2.03
 against 1.95-2.15 backward; 16x240x28x28 3x3 0.99-1.00 against 1.22 forward; 16x120x28x28 5x5
 0.95-0.96 against 1.46-1.47), and moved the smallest map it is taken on, ``MIN_PIXELS``, from 24x24

@@ -57,7 +57,7 @@ loop, and zeroing again only the values the last row spilled into the separator,
 to 85-94 cycles a plane (the whole kernel from 269 to 222-241; one thread).  On 2 threads the layer
 then took 6-14% less time (calls alternated, medians of 21): 0.59-0.61 against 0.63-0.65 ms with
 this module against a copy of the old one compiled in the process, 0.58-0.70 against 0.65-0.81 with
-a copy of this one against the old module (the two ways bracket the 1-7% by which a copy of the
+a copy of this one against the old module (the two ways bracket the up to 8% by which a copy of the
 same code can differ); at 28x28 and larger, where rows take several vectors, the two were level.
 ``BLOCK`` = 1024 values a phase plane (16 images at 14x14, 1 at 56x56) was measured against 600,
 1536 and 2048: level at 14x14, 8x8 and 112x112, and at 28x28 and 56x56 2048 took 25-40% longer
