@@ -174,6 +174,7 @@ def _taps5(s, so, wc, dst, do, masks, mo, n, W):
 
 @njit(cache=True, nogil=True, inline="always")
 def _taps(s, so, wc, dst, do, masks, mo, n, kw, W):
+    """(2) on the n output pixels from ``dst[do]`` on, for a 3x3 or a 5x5 kernel."""
     if kw == 3:
         _taps3(s, so, wc, dst, do, masks, mo, n, W)
     else:
