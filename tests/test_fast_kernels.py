@@ -5,7 +5,9 @@ Every fast path here has a plain NumPy twin; these tests pin the fast one to it 
 products summed in another order, to float rounding), including NaN, -0.0 and the kinks, and check
 that no result depends on the thread count.
 """
+import os
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -165,6 +167,50 @@ def test_run_parts_raises_a_part_error_in_the_caller():
             raise ZeroDivisionError("part 5")
     with pytest.raises(ZeroDivisionError, match="part 5"):
         threads.run_parts(part, 12, threads=2)
+
+
+def test_run_parts_waits_only_for_parts_started_and_ignores_a_finished_job():
+    # A first call holds both of its threads, the caller and the pool thread, each in a part.
+    # Its job is ahead in the pool thread's queue, so a second call's job reaches that thread
+    # only once it is free: the second caller must do all its parts itself and return without
+    # waiting for it.  Freed, the pool thread finds the second job done and takes nothing.
+    release, seen = threading.Event(), []
+    first = threading.Thread(target=threads.run_parts, args=(lambda t: release.wait(10), 2),
+                             kwargs={"threads": 2})
+    first.start()
+    time.sleep(0.05)
+    second = threading.Thread(target=threads.run_parts,
+                              args=(lambda t: seen.append((t, threading.get_ident())), 6),
+                              kwargs={"threads": 2})
+    second.start()
+    second.join(5)
+    assert not second.is_alive(), "the second call waited for the busy pool thread"
+    assert sorted(t for t, _ in seen) == list(range(6))
+    assert {i for _, i in seen} == {second.ident}
+    release.set()
+    first.join(10)
+    assert not first.is_alive()
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_run_parts_after_fork_starts_its_own_pool_thread():
+    threads.run_parts(lambda t: None, 4, threads=2)       # the parent has a pool thread now
+    pid = os.fork()
+    if pid == 0:                                           # the child: none of the parent's threads
+        code = 3
+        try:
+            seen = []
+
+            def part(t):
+                time.sleep(0.002)                          # releases the GIL: the pool thread gets parts
+                seen.append((t, threading.get_ident()))
+            threads.run_parts(part, 16, threads=2)
+            idents = {i for _, i in seen}
+            code = 0 if sorted(t for t, _ in seen) == list(range(16)) and len(idents) == 2 else 1
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0, "the child did not run its parts on two threads"
 
 
 @pytest.mark.parametrize("a_shape,b_shape", [((96, 64), (8, 64, 300)), ((96, 64), (1, 64, 3000)),
