@@ -214,11 +214,17 @@ def test_run_parts_after_fork_starts_its_own_pool_thread():
 
 
 @pytest.mark.parametrize("a_shape,b_shape", [((96, 64), (8, 64, 300)), ((96, 64), (1, 64, 3000)),
-                                             ((3000, 64), (64, 96))])
-def test_parallel_matmul_equals_numpy(a_shape, b_shape):
+                                             ((3000, 64), (64, 96)),
+                                             ((16, 960), (960, 1280)),       # by columns: b large
+                                             ((40, 300), (1, 300, 2000)),    # the same, b stacked
+                                             ((1000, 16), (16, 1280))])      # by rows: b small
+@pytest.mark.parametrize("b_view", ["contiguous", "transposed"])
+def test_parallel_matmul_equals_numpy(a_shape, b_shape, b_view):
     rng = np.random.default_rng(7)
     a = rng.standard_normal(a_shape[::-1]).astype(np.float32).T     # a transposed view, as W.T
     b = rng.standard_normal(b_shape).astype(np.float32)
+    if b_view == "transposed":                                      # as the head's weight, w.T
+        b = np.ascontiguousarray(b.swapaxes(-1, -2)).swapaxes(-1, -2)
     out = np.empty(np.broadcast_shapes(a.shape[:-2], b.shape[:-2]) + (a.shape[-2], b.shape[-1]), np.float32)
     threads.matmul(a, b, out)
     np.testing.assert_allclose(out, np.matmul(a, b), rtol=1e-5, atol=1e-4)

@@ -6,6 +6,7 @@ import pytest
 
 from layer_checks import check_layer_grads
 from npmobilenet.nn import Flatten, GlobalAvgPool2d, Linear
+from npmobilenet.ops import backend
 from npmobilenet.ops.linear import linear_backward, linear_forward
 from npmobilenet.ops.pooling import global_avg_pool_backward, global_avg_pool_forward
 
@@ -17,6 +18,27 @@ def test_linear_gradcheck(n, d, m, bias):
     rng = np.random.default_rng(n * d * m)
     layer = Linear(d, m, bias=bias, rng=1).to(np.float64)
     check_layer_grads(layer, rng.standard_normal((n, d)), seed=2)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("n,d,m", [(3, 5, 4), (16, 1280, 1000), (128, 960, 1280), (1000, 16, 40)])
+def test_linear_fast_path_equals_plain(n, d, m, dtype):
+    # The fast path splits the products over the threads (kernels.threads.matmul), by output
+    # columns for the classifier-shaped ones: every value must still be the plain path's.
+    rng = np.random.default_rng(n + d + m)
+    x = rng.standard_normal((n, d)).astype(dtype)
+    w = rng.standard_normal((m, d)).astype(dtype)
+    b = rng.standard_normal(m).astype(dtype)
+    dy = rng.standard_normal((n, m)).astype(dtype)
+    y, cache = linear_forward(x, w, b)
+    grads = linear_backward(dy, cache)
+    with backend.plain():
+        y_ref, cache_ref = linear_forward(x, w, b)
+        grads_ref = linear_backward(dy, cache_ref)
+    tol = dict(rtol=1e-5, atol=1e-5 * math.sqrt(max(d, n))) if dtype == np.float32 else dict(rtol=1e-12, atol=1e-12)
+    for got, want in zip((y, *grads), (y_ref, *grads_ref)):
+        assert got.dtype == dtype and got.shape == want.shape
+        np.testing.assert_allclose(got, want, **tol)
 
 
 def test_linear_forward_is_x_wt_plus_b_with_torch_layout():
