@@ -173,8 +173,9 @@ def matmul(a, b, out, epilogue=None):
 
     Parts are slices of the leading (batch) axis of ``b`` and ``out`` when it has at least two
     entries, else slices of the output's rows (axis -2 of ``a`` and ``out``), or of its columns
-    (axis -1 of ``b`` and ``out``) when it has fewer rows than columns and ``b`` is large.  ``a`` must not have
-    more dimensions than ``b`` (a weight matrix, or a stack of them, broadcast over a batch).
+    (axis -1 of ``b`` and ``out``) when it has fewer rows than columns and ``b`` is large.  ``a``
+    must not have more dimensions than ``b`` (a weight matrix, or a stack of them, broadcast over
+    a batch).
     The parts depend only on the shapes, never on the thread count, so neither do the results.
     ``epilogue(lo, hi)``, if given, is called on ``out[lo:hi]`` right after that batch slice's
     product, by the same thread, while the slice is still in cache (once on the whole batch
