@@ -352,20 +352,21 @@ def check_input(layer, x, channels=None, ndim=4, dtype=None):
     Raises ``TypeError``/``ValueError`` that name the layer, the argument, what was given and what
     was expected.
     """
-    name = layer._label() if isinstance(layer, Module) else str(layer)
+    def name():                 # made only for an error: a layer's label costs microseconds to format
+        return layer._label() if isinstance(layer, Module) else str(layer)
     if not isinstance(x, np.ndarray):
-        raise TypeError(f"{name}: input x must be a numpy.ndarray, got {type(x).__name__}")
-    if not np.issubdtype(x.dtype, np.floating):
-        raise TypeError(f"{name}: input x has dtype {x.dtype}; expected float32 or float64")
+        raise TypeError(f"{name()}: input x must be a numpy.ndarray, got {type(x).__name__}")
+    if x.dtype.kind != "f":     # np.issubdtype(x.dtype, np.floating), 10x cheaper
+        raise TypeError(f"{name()}: input x has dtype {x.dtype}; expected float32 or float64")
     if dtype is not None and x.dtype != dtype:
-        raise TypeError(f"{name}: input x has dtype {x.dtype} but the parameters are {np.dtype(dtype)};"
+        raise TypeError(f"{name()}: input x has dtype {x.dtype} but the parameters are {np.dtype(dtype)};"
                         f" cast the input or call model.to({np.dtype(dtype).name})")
     if x.ndim != ndim:
         want = {4: "(N, C, H, W)", 2: "(N, features)"}.get(ndim, f"{ndim} dimensions")
-        raise ValueError(f"{name}: input x has shape {x.shape} ({x.ndim} dimensions); expected {want}")
+        raise ValueError(f"{name()}: input x has shape {x.shape} ({x.ndim} dimensions); expected {want}")
     if channels is not None and x.shape[1] != channels:
-        raise ValueError(f"{name}: input x has {x.shape[1]} channels (shape {x.shape}); expected {channels}")
+        raise ValueError(f"{name()}: input x has {x.shape[1]} channels (shape {x.shape}); expected {channels}")
     if x.size == 0:
-        raise ValueError(f"{name}: input x has shape {x.shape}, no values; expected at least 1 in every"
+        raise ValueError(f"{name()}: input x has shape {x.shape}, no values; expected at least 1 in every"
                          f" dimension (an empty batch is usually an empty data split)")
     return x

@@ -220,7 +220,7 @@ class _Activation(Module):
 
     def forward(self, x):
         """x (any shape) -> y (same shape and dtype)."""
-        _check(self._label(), x)  # so that a bad input is reported under the layer's name
+        _check(self._label, x)  # so that a bad input is reported under the layer's name
         y, self.cache = self._fns[0](x)
         return y
 
@@ -262,10 +262,10 @@ class Identity(Module):
         self.cache = None
 
     def forward(self, x):
-        _check(self._label(), x)
+        _check(self._label, x)
         self.cache = (x.shape, x.dtype)  # only to validate dy and to order backward after forward
         return x
 
     def backward(self, dy):
         shape, dtype = self._need_cache(self.cache)
-        return _checks.upstream(f"{self._label()}.backward", dy, shape, dtype)
+        return _checks.upstream(lambda: f"{self._label()}.backward", dy, shape, dtype)

@@ -49,7 +49,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 
 from ..module import DEFAULT_DTYPE, Module, check_input
 from ..kernels import buffers
-from . import backend
+from . import _checks, backend
 
 ConvCache = namedtuple("ConvCache", "x w has_bias stride padding groups")
 ConvCache.__doc__ = """What backward needs: the input and weights (read, never written) and the geometry."""
@@ -71,7 +71,7 @@ def _out_hw(x_shape, kernel, stride, padding, who):
     out = []
     for axis, size, k, s, p in zip(("height", "width"), x_shape[2:], kernel, stride, padding):
         if size + 2 * p < k:
-            raise ValueError(f"{who}: input x has {axis} {size} (shape {tuple(x_shape)}); with padding {p}"
+            raise ValueError(f"{_checks.name(who)}: input x has {axis} {size} (shape {tuple(x_shape)}); with padding {p}"
                              f" that is {size + 2 * p}, smaller than the kernel {axis} {k}")
         out.append((size + 2 * p - k) // s + 1)
     return tuple(out)
@@ -164,13 +164,13 @@ def conv2d_backward(dy, cache, input_grad=True):
 
 def _check_dy(dy, cache, who):
     if not isinstance(cache, ConvCache):
-        raise TypeError(f"{who}: cache must be the ConvCache returned by conv2d_forward,"
+        raise TypeError(f"{_checks.name(who)}: cache must be the ConvCache returned by conv2d_forward,"
                         f" got {type(cache).__name__}")
     x, w = cache.x, cache.w
     want = (x.shape[0], w.shape[0]) + _out_hw(x.shape, w.shape[2:], cache.stride, cache.padding, who)
     if not isinstance(dy, np.ndarray) or dy.shape != want or dy.dtype != x.dtype:
         got = f"{dy.dtype} array of shape {dy.shape}" if isinstance(dy, np.ndarray) else type(dy).__name__
-        raise ValueError(f"{who}: dy must be a {x.dtype} array of shape {want}"
+        raise ValueError(f"{_checks.name(who)}: dy must be a {x.dtype} array of shape {want}"
                          f" (the forward output's), got {got}")
 
 
@@ -344,7 +344,7 @@ class Conv2d(Module):
     def forward(self, x):
         """x (N, C, H, W) -> y (N, O, Ho, Wo); keeps (x, weight) for backward."""
         check_input(self, x, channels=self.in_channels, dtype=self.weight.dtype)
-        out_hw = _out_hw(x.shape, self.kernel_size, self.stride, self.padding, self._label())
+        out_hw = _out_hw(x.shape, self.kernel_size, self.stride, self.padding, self._label)
         b = self.bias if "bias" in self._params else None
         y, self.cache = _forward(x, self.weight, b, self.stride, self.padding, self.groups, out_hw)
         return y
@@ -352,7 +352,7 @@ class Conv2d(Module):
     def backward(self, dy, input_grad=True):
         """dy (N, O, Ho, Wo) -> dx (N, C, H, W); overwrites the ``weight`` (and ``bias``) grads.
         ``input_grad=False``: the weight grads alone, returns None (an input that needs no gradient)."""
-        _check_dy(dy, self._need_cache(self.cache), f"{self._label()}.backward")
+        _check_dy(dy, self._need_cache(self.cache), lambda: f"{self._label()}.backward")
         dx, dw, db = conv2d_backward(dy, self.cache, input_grad)
         self._set_grad("weight", dw)
         if db is not None:

@@ -77,7 +77,7 @@ class Dropout(Module):
 
     def forward(self, x):
         """x -> x * mask (training, p > 0) or x; keeps the mask for backward."""
-        _checks.float_array(self._label(), "x", x)
+        _checks.float_array(self._label, "x", x)
         mask = dropout_mask(x.shape, self.p, self.rng, x.dtype) if self.training and self.p > 0 else None
         y, self.cache = dropout_forward(x, mask)
         return y

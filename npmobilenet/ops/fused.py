@@ -102,7 +102,7 @@ def backward(bn, act, dy):
     mask = type(act) in _MASK_KIND
     aux = kept[0] if mask else kept
     from ._checks import upstream
-    upstream(f"{act._label()}.backward", dy, aux.shape, cache.x.dtype)
+    upstream(lambda: f"{act._label()}.backward", dy, aux.shape, cache.x.dtype)
     N, C = dy.shape[:2]
     dx = buffers.empty(dy.shape, dy.dtype)
     dgamma, dbeta = np.empty(C, dy.dtype), np.empty(C, dy.dtype)
@@ -141,7 +141,7 @@ def inference(conv, bn, rest, x):
     act = rest[0] if rest and type(rest[0]) in _ACT_KIND and _untouched(rest[0]) else None
     check_input(conv, x, channels=conv.in_channels, dtype=conv.weight.dtype)
     N = x.shape[0]
-    out_hw = _out_hw(x.shape, conv.kernel_size, conv.stride, conv.padding, conv._label())
+    out_hw = _out_hw(x.shape, conv.kernel_size, conv.stride, conv.padding, conv._label)
     mean, gamma, beta = bn.running_mean, bn.weight, bn.bias
     invstd = 1.0 / np.sqrt(bn.running_var + bn.eps)
     kind = 3 if act is None else _ACT_KIND[type(act)]

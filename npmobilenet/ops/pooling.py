@@ -94,7 +94,7 @@ class Flatten(Module):
         self.cache = None
 
     def forward(self, x):
-        _checks.float_array(self._label(), "x", x)
+        _checks.float_array(self._label, "x", x)
         y, self.cache = flatten_forward(x)
         return y
 

@@ -92,7 +92,7 @@ class Residual(Module):
 
     def forward(self, x):
         """x -> x + fn(x); fn's output must have x's shape (stride 1, same width)."""
-        _checks.float_array(self._label(), "x", x)
+        _checks.float_array(self._label, "x", x)
         fx = self.fn.forward(x)
         if fx.shape != x.shape:
             raise ValueError(f"{self._label()}: fn maps shape {x.shape} to {fx.shape}; a residual"
