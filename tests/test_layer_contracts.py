@@ -1,6 +1,8 @@
 """The contract every layer keeps (STYLE 9): backward never mutates dy, x or the cache; two backward
 calls give identical gradients (overwritten, not accumulated); backward before forward raises;
 float32 stays float32 end to end.  Checked on every layer of ops/ except conv and attention."""
+import re
+
 import numpy as np
 import pytest
 
@@ -112,5 +114,6 @@ def test_input_dtype_must_match_parameters(name):
 @pytest.mark.parametrize("name", LAYERS)
 def test_non_float_input_raises(name):
     layer, x = _setup(name)
-    with pytest.raises(TypeError, match="int64"):
+    # the message opens with the layer's own label (made only when there is an error to report)
+    with pytest.raises(TypeError, match="^" + re.escape(layer._label()) + ": .*int64"):
         layer(x.astype(np.int64))
