@@ -309,7 +309,12 @@ def test_depthwise_small_maps_path_is_taken_where_measured_faster(shape, fwd, bw
 # ---- stride-1 depthwise at the input's row pitch -------------------------------------------------
 S1_DW = [((2, 3, 16, 16), 3), ((3, 4, 17, 23), 3), ((1, 5, 40, 3), 3), ((2, 3, 3, 90), 3),
          ((2, 3, 16, 19), 5), ((1, 4, 5, 64), 5), ((2, 2, 64, 5), 5), ((1, 2, 56, 56), 5), ((2, 2, 10, 10), 5),
-         ((2, 2, 3, 3), 3), ((2, 2, 5, 5), 5), ((3, 2, 12, 12), 5), ((2, 3, 14, 14), 3)]
+         ((2, 2, 3, 3), 3), ((2, 2, 5, 5), 5), ((3, 2, 12, 12), 5), ((2, 3, 14, 14), 3),
+         # 3x3 maps >= MIN_STEP_WIDTH wide: the steps of several rows (one block and a row left,
+         # exactly one block, rows a whole number of steps, a last step over columns already written,
+         # the narrowest such map, a block too few rows)
+         ((2, 3, 9, 33), 3), ((1, 2, 8, 40), 3), ((2, 2, 17, 37), 3), ((1, 2, 56, 56), 3),
+         ((1, 3, 12, 32), 3), ((2, 2, 7, 64), 3), ((1, 2, 30, 112), 3)]
 
 
 @pytest.mark.parametrize("dtype,tol", [(np.float64, 1e-12), (np.float32, 1e-5)])
@@ -329,6 +334,18 @@ def test_depthwise_stride1_kernel_equals_plain(shape, k, dtype, tol):
     for f, r in zip(got, want):
         assert f.dtype == dtype and f.shape == r.shape and f.flags.c_contiguous
         np.testing.assert_allclose(f, r, rtol=tol, atol=tol * np.abs(r).max())
+
+
+@pytest.mark.parametrize("H,W,steps", [(8, 32, True), (9, 33, True), (56, 56, True), (7, 64, False),
+                                         (56, 31, False), (112, 28, False)])
+def test_depthwise_stride1_steps_of_several_rows_are_taken_where_they_apply(H, W, steps):
+    """The rule of depthwise_s1's docstring: 3x3 maps at least MIN_STEP_WIDTH wide with a block
+    of ROWS rows between rows 2 and H - 3; never 5x5."""
+    from npmobilenet.kernels import depthwise_s1
+    from npmobilenet.kernels.simd import ROWS
+    assert ROWS == 4 and depthwise_s1.MIN_STEP_WIDTH == 32      # the thresholds the cases sit on
+    assert depthwise_s1.steps_apply(3, 3, H, W) is steps
+    assert depthwise_s1.steps_apply(5, 5, H, W) is False
 
 
 def test_depthwise_stride1_kernel_does_not_depend_on_the_thread_count():
@@ -791,6 +808,64 @@ def test_squeeze_excite_fast_equals_plain(hw, dtype, tol):
     fast, plain = _both(run)          # the 1x1 convs' products and ds's sums run in other orders
     for a, b in zip(fast, plain):
         np.testing.assert_allclose(a, b, rtol=tol, atol=tol * np.abs(b).max())
+
+
+# ---- simd.stencil3x3 -------------------------------------------------------------------------------
+@pytest.mark.parametrize("dtype", FLOATS)
+@pytest.mark.parametrize("masked", [True, False])
+@pytest.mark.parametrize("a,W,d", [(0, 11, 0), (5, 13, 3), (21, 9, 17)])
+def test_stencil3x3_writes_rows_by_lanes_of_the_stencil_and_nothing_else(dtype, masked, a, W, d):
+    """One step against the sum written out in NumPy: ROWS output rows of LANES values, row r at
+    ``d + r*W``, tap (i, j) read at ``a + (r + i)*W + c + j``, the side columns times their masks
+    (or not, for the inner step); every other value of dst stays as it was."""
+    from numba import njit
+    from npmobilenet.kernels.simd import LANES, ROWS, stencil3x3, stencil3x3_inner
+    step = stencil3x3 if masked else stencil3x3_inner
+
+    @njit
+    def call(s, a, W, taps, masks, mo, HW, dst, d):
+        step(s, a, W, (taps[0], taps[1], taps[2], taps[3], taps[4], taps[5], taps[6], taps[7], taps[8]),
+             masks, mo, HW, dst, d)
+
+    rng = np.random.default_rng(a + W)
+    s = rng.standard_normal(a + (ROWS + 2) * W + LANES + 2).astype(dtype)
+    taps = rng.standard_normal(9).astype(dtype)
+    HW, mo = 4 * W, 2
+    masks = rng.integers(0, 2, 3 * HW).astype(dtype)
+    masks[HW:2 * HW] = 7            # the centre column's mask is never read
+    dst = np.full(d + ROWS * W + LANES, -1.0, dtype=dtype)
+    want = dst.copy()
+    for r in range(ROWS):
+        for c in range(LANES):
+            col = [sum(float(taps[3 * i + j]) * float(s[a + (r + i) * W + c + j]) for i in range(3)) for j in range(3)]
+            m = [float(masks[j * HW + mo + c]) if masked and j != 1 else 1.0 for j in range(3)]
+            want[d + r * W + c] = sum(mj * cj for mj, cj in zip(m, col))
+    call(s, a, W, taps, masks, mo, HW, dst, d)
+    tol = 1e-5 if dtype == np.float32 else 1e-13
+    np.testing.assert_allclose(dst, want, rtol=tol, atol=tol * np.abs(want).max())
+    untouched = np.ones(dst.size, bool)
+    for r in range(ROWS):
+        untouched[d + r * W:d + r * W + LANES] = False
+    assert np.all(dst[untouched] == -1.0)
+
+
+def test_stencil3x3_rejects_a_wrong_tuple_and_mixed_dtypes():
+    from numba import njit
+    from numba.core.errors import TypingError
+    from npmobilenet.kernels.simd import stencil3x3
+
+    @njit
+    def call(s, taps, dst):
+        stencil3x3(s, 0, 4, taps, s, 0, 4, dst, 0)
+
+    a32, a64 = np.zeros(64, np.float32), np.zeros(64, np.float64)
+    nine32 = tuple(np.float32(1) for _ in range(9))
+    with pytest.raises(TypingError):
+        call(a32, nine32[:8], a32)                            # eight taps
+    with pytest.raises(TypingError):
+        call(a32, tuple(1.0 for _ in range(9)), a32)         # float64 taps on float32 arrays
+    with pytest.raises(TypingError):
+        call(a32, nine32, a64)
 
 
 # ---- simd.deinterleave -----------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""Two explicit vector operations, for the loops LLVM will not vectorise by itself.
+"""Explicit vector operations, for the loops LLVM will not vectorise by itself, or not well.
 
 LLVM vectorises a *loop* whose trip count is large enough (Numba runs its loop vectoriser), and
 splitting a whole flattened plane into its even and odd values, ``E[q] = x[2q]``, is such a loop.
@@ -15,12 +15,22 @@ pair and up to ``LANES - 1`` written past the last value it asked for.  No bound
 
 ``interleave`` is its inverse, for the backward pass: load ``LANES`` values of each half, shuffle
 them into alternate lanes, store ``2 * LANES`` consecutive values.
+
+``stencil3x3`` is one step of a 3x3 stencil on ``ROWS`` output rows at once, ``LANES`` columns of
+each (``depthwise_s1.py`` says where it is used and what it saved).  LLVM vectorises the
+stride-1 depthwise loop one output row at a time: each vector of outputs loads its nine shifted
+input vectors.  Output rows r and r + 1 share two of their three input rows, so a step over
+``ROWS`` rows loads ``3 * (ROWS + 2)`` vectors for ``ROWS`` vectors of outputs, 4.5 a vector
+instead of 9; and a step whose columns are all inside the row needs none of the column masks, so
+the multiply-adds are the nine taps alone.  LLVM will not make such a step from scalar code
+(a loop over ``LANES`` columns is unrolled, then left scalar), so it is written here as vector IR.
 """
 from llvmlite import ir
 from numba import types
 from numba.extending import intrinsic
 
 LANES = 8       # 8 float32 = one 256-bit register (two for float64)
+ROWS = 4        # output rows of one stencil3x3 step
 
 
 def _typed_right(arrays, indices):
@@ -86,3 +96,80 @@ def interleave(typingctx, even, odd, j, dst, i):
         return context.get_dummy_value()
 
     return sig, codegen
+
+
+def _stencil3x3(masked):
+    """``stencil3x3`` (``masked``: every column tap times its 0/1 column mask) or
+    ``stencil3x3_inner`` (no masks: the step's columns all lie inside the row)."""
+
+    @intrinsic
+    def step(typingctx, s, a, W, taps, masks, mo, HW, dst, d):
+        arrays = (s, dst) + ((masks,) if masked else ())
+        if not (_typed_right(arrays, (a, W, mo, HW, d)) and isinstance(taps, types.UniTuple)
+                and taps.count == 9 and taps.dtype == s.dtype):
+            return None
+        sig = types.void(s, a, W, taps, masks, mo, HW, dst, d)
+
+        def codegen(context, builder, sig, args):
+            s_t, a_t, W_t, _, m_t, mo_t, HW_t, dst_t, d_t = sig.args
+            s_v, a_v, W_v, taps_v, m_v, mo_v, HW_v, dst_v, d_v = args
+            value = context.get_value_type(s_t.dtype)
+            vector = ir.VectorType(value, LANES)
+            align = s_t.dtype.bitwidth // 8
+            index = lambda v, t: context.cast(builder, v, t, types.intp)
+            a_i, W_i, mo_i, HW_i, d_i = (index(v, t) for v, t in ((a_v, a_t), (W_v, W_t), (mo_v, mo_t),
+                                                               (HW_v, HW_t), (d_v, d_t)))
+            at = lambda base, rows, plus: builder.add(builder.add(base, builder.mul(W_i, _int(rows))), _int(plus))
+            load = lambda arr, arr_t, i: builder.load(_element(context, builder, arr_t, arr, types.intp, i, vector),
+                                                      align=align)
+            name = f"llvm.fma.v{LANES}f{s_t.dtype.bitwidth}"
+            fma_fn = builder.module.globals.get(name) or ir.Function(
+                builder.module, ir.FunctionType(vector, [vector] * 3), name)
+            fma = lambda p, q, acc: builder.call(fma_fn, [p, q, acc])
+            w = [_broadcast(builder, builder.extract_value(taps_v, k), vector) for k in range(9)]
+            # rows[r][j] = s[a + r*W + j : ... + LANES]: input row r of the step, shifted by tap column j
+            rows = [[load(s_v, s_t, at(a_i, r, j)) for j in range(3)] for r in range(ROWS + 2)]
+            if masked:
+                m0 = load(m_v, m_t, mo_i)
+                m2 = load(m_v, m_t, builder.add(mo_i, builder.mul(HW_i, _int(2))))
+            for out in range(ROWS):
+                col = []                   # col[j] = sum_i w[i, j] * (input row out + i, shifted by j)
+                for j in range(3):
+                    acc = builder.fmul(w[j], rows[out][j])
+                    acc = fma(w[3 + j], rows[out + 1][j], acc)
+                    col.append(fma(w[6 + j], rows[out + 2][j], acc))
+                if masked:
+                    y = fma(m2, col[2], fma(m0, col[0], col[1]))
+                else:
+                    y = builder.fadd(builder.fadd(col[0], col[1]), col[2])
+                builder.store(y, _element(context, builder, dst_t, dst_v, types.intp, at(d_i, out, 0), vector),
+                              align=align)
+            return context.get_dummy_value()
+
+        return sig, codegen
+
+    return step
+
+
+def _int(k):
+    return ir.Constant(ir.IntType(64), k)
+
+
+def _broadcast(builder, value, vector):
+    """A vector with ``value`` in every lane."""
+    one = builder.insert_element(ir.Constant(vector, ir.Undefined), value, ir.Constant(ir.IntType(32), 0))
+    return builder.shuffle_vector(one, ir.Constant(vector, ir.Undefined),
+                                  ir.Constant(ir.VectorType(ir.IntType(32), LANES), [0] * LANES))
+
+
+stencil3x3 = _stencil3x3(masked=True)
+stencil3x3.__doc__ = """For r < ROWS and c < LANES:
+
+    dst[d + r*W + c] = sum_j m_j * sum_i taps[3*i + j] * s[a + (r + i)*W + c + j]
+
+with ``m_1 = 1`` and ``m_j = masks[j*HW + mo + c]`` for j = 0, 2, the same for every row r (a
+row's masks repeat every W values).  s, masks, dst: 1-D C-contiguous arrays of one float dtype;
+taps: a 9-tuple of that dtype, row by row; a, W, mo, HW, d: integers.  Unchecked: the caller keeps
+every index in bounds."""
+stencil3x3_inner = _stencil3x3(masked=False)
+stencil3x3_inner.__doc__ = """``stencil3x3`` with every m_j = 1 (masks, mo and HW are not read)."""
