@@ -389,7 +389,11 @@ def test_depthwise_stride1_path_is_taken_where_it_applies(x_shape, w_shape, stri
 S2_DW = [((2, 3, 14, 14), 5), ((2, 3, 14, 14), 3), ((3, 4, 13, 10), 3), ((2, 3, 9, 12), 5),
          ((5, 2, 2, 2), 3), ((5, 2, 2, 2), 5), ((4, 2, 3, 4), 5), ((1, 3, 56, 56), 5), ((2, 2, 7, 56), 3),
          ((2, 2, 40, 6), 5), ((3, 2, 1, 4), 5), ((2, 2, 1, 56), 3), ((2, 3, 13, 13), 5), ((3, 2, 8, 7), 3),
-         ((2, 3, 6, 1), 5), ((2, 2, 5, 17), 3), ((1, 2, 30, 112), 3), ((4, 2, 3, 3), 5), ((1, 1, 9, 11), 5)]
+         ((2, 3, 6, 1), 5), ((2, 2, 5, 17), 3), ((1, 2, 30, 112), 3), ((4, 2, 3, 3), 5), ((1, 1, 9, 11), 5),
+         # outputs of exactly LANES pixels, two vectors, one pixel more (a last vector over pixels already
+         # written), one fewer (the loop and copy)
+         ((3, 2, 4, 8), 3), ((3, 2, 4, 8), 5), ((3, 2, 4, 16), 5), ((2, 2, 6, 6), 5), ((2, 3, 2, 14), 3),
+         ((2, 3, 2, 14), 5)]
 
 
 @pytest.mark.parametrize("dtype,tol", [(np.float64, 1e-12), (np.float32, 1e-5)])
@@ -866,6 +870,28 @@ def test_stencil3x3_rejects_a_wrong_tuple_and_mixed_dtypes():
         call(a32, tuple(1.0 for _ in range(9)), a32)         # float64 taps on float32 arrays
     with pytest.raises(TypingError):
         call(a32, nine32, a64)
+
+
+def test_phase_taps_reject_a_wrong_tuple_and_mixed_dtypes():
+    from numba import njit
+    from numba.core.errors import TypingError
+    from npmobilenet.kernels.simd import phase_taps3, phase_taps5
+
+    @njit
+    def call3(a, taps, dst):
+        phase_taps3(a, a, a, a, 0, 4, taps, a, a, dst, 0)
+
+    @njit
+    def call5(a, taps, dst):
+        phase_taps5(a, a, a, a, 0, 4, taps, a, a, dst, 0)
+
+    a32, a64 = np.zeros(64, np.float32), np.zeros(64, np.float64)
+    with pytest.raises(TypingError):
+        call5(a32, tuple(np.float32(1) for _ in range(9)), a32)      # nine taps for 5x5
+    with pytest.raises(TypingError):
+        call3(a32, tuple(1.0 for _ in range(9)), a32)                # float64 taps on float32 arrays
+    with pytest.raises(TypingError):
+        call3(a32, tuple(np.float32(1) for _ in range(9)), a64)
 
 
 # ---- simd.deinterleave -----------------------------------------------------------------------------

@@ -24,6 +24,13 @@ input vectors.  Output rows r and r + 1 share two of their three input rows, so 
 instead of 9; and a step whose columns are all inside the row needs none of the column masks, so
 the multiply-adds are the nine taps alone.  LLVM will not make such a step from scalar code
 (a loop over ``LANES`` columns is unrolled, then left scalar), so it is written here as vector IR.
+``phase_taps3`` and ``phase_taps5`` do the same for the stride-2 taps of ``depthwise_s2.py``, one
+vector of outputs stored straight into y.
+
+These operations are compiled into the kernels that call them, and Numba's on-disk cache of a
+kernel is checked against the kernel's own file only: after an edit here, delete
+``npmobilenet/kernels/__pycache__`` (or run with ``NUMBA_CACHE_DIR`` set to an empty folder), or
+the kernels keep running the code they were compiled with.
 """
 from llvmlite import ir
 from numba import types
@@ -119,13 +126,15 @@ def _stencil3x3(masked):
             index = lambda v, t: context.cast(builder, v, t, types.intp)
             a_i, W_i, mo_i, HW_i, d_i = (index(v, t) for v, t in ((a_v, a_t), (W_v, W_t), (mo_v, mo_t),
                                                                (HW_v, HW_t), (d_v, d_t)))
-            at = lambda base, rows, plus: builder.add(builder.add(base, builder.mul(W_i, _int(rows))), _int(plus))
-            load = lambda arr, arr_t, i: builder.load(_element(context, builder, arr_t, arr, types.intp, i, vector),
-                                                      align=align)
-            name = f"llvm.fma.v{LANES}f{s_t.dtype.bitwidth}"
-            fma_fn = builder.module.globals.get(name) or ir.Function(
-                builder.module, ir.FunctionType(vector, [vector] * 3), name)
-            fma = lambda p, q, acc: builder.call(fma_fn, [p, q, acc])
+
+            def at(base, rows, plus):                  # base + rows*W + plus
+                return builder.add(builder.add(base, builder.mul(W_i, _int(rows))), _int(plus))
+
+            def load(arr, arr_t, i):
+                at_i = _element(context, builder, arr_t, arr, types.intp, i, vector)
+                return builder.load(at_i, align=align)
+
+            fma = _fma(builder, vector, s_t.dtype.bitwidth)
             w = [_broadcast(builder, builder.extract_value(taps_v, k), vector) for k in range(9)]
             # rows[r][j] = s[a + r*W + j : ... + LANES]: input row r of the step, shifted by tap column j
             rows = [[load(s_v, s_t, at(a_i, r, j)) for j in range(3)] for r in range(ROWS + 2)]
@@ -142,13 +151,22 @@ def _stencil3x3(masked):
                     y = fma(m2, col[2], fma(m0, col[0], col[1]))
                 else:
                     y = builder.fadd(builder.fadd(col[0], col[1]), col[2])
-                builder.store(y, _element(context, builder, dst_t, dst_v, types.intp, at(d_i, out, 0), vector),
-                              align=align)
+                out_at = _element(context, builder, dst_t, dst_v, types.intp, at(d_i, out, 0), vector)
+                builder.store(y, out_at, align=align)
             return context.get_dummy_value()
 
         return sig, codegen
 
     return step
+
+
+def _fma(builder, vector, bits):
+    """fma(a, b, c) = a*b + c on vectors, rounded once (LLVM's llvm.fma)."""
+    name = f"llvm.fma.v{LANES}f{bits}"
+    fn = builder.module.globals.get(name)
+    if fn is None:
+        fn = ir.Function(builder.module, ir.FunctionType(vector, [vector] * 3), name)
+    return lambda a, b, c: builder.call(fn, [a, b, c])
 
 
 def _int(k):
@@ -173,3 +191,56 @@ taps: a 9-tuple of that dtype, row by row; a, W, mo, HW, d: integers.  Unchecked
 every index in bounds."""
 stencil3x3_inner = _stencil3x3(masked=False)
 stencil3x3_inner.__doc__ = """``stencil3x3`` with every m_j = 1 (masks, mo and HW are not read)."""
+
+
+def _phase_taps(k):
+    """``phase_taps3`` or ``phase_taps5``: one vector of stride-2 outputs from the phase planes."""
+    p = k // 2
+
+    @intrinsic
+    def step(typingctx, ee, eo, oe, oo, t, Wo, taps, ml, mr, dst, d):
+        if not (_typed_right((ee, eo, oe, oo, ml, mr, dst), (t, Wo, d)) and isinstance(taps, types.UniTuple)
+                and taps.count == k * k and taps.dtype == ee.dtype):
+            return None
+        sig = types.void(ee, eo, oe, oo, t, Wo, taps, ml, mr, dst, d)
+
+        def codegen(context, builder, sig, args):
+            ee_t, _, _, _, t_t, Wo_t, _, ml_t, mr_t, dst_t, d_t = sig.args
+            planes, (t_v, Wo_v, taps_v, ml_v, mr_v, dst_v, d_v) = args[:4], args[4:]
+            vector = ir.VectorType(context.get_value_type(ee_t.dtype), LANES)
+            align = ee_t.dtype.bitwidth // 8
+            index = lambda v, ty: context.cast(builder, v, ty, types.intp)
+            t_i, Wo_i, d_i = index(t_v, t_t), index(Wo_v, Wo_t), index(d_v, d_t)
+            load = lambda arr, i: builder.load(_element(context, builder, ee_t, arr, types.intp, i, vector),
+                                               align=align)
+            fma = _fma(builder, vector, ee_t.dtype.bitwidth)
+            groups = {}                    # dc -> running sum of the taps at column offset dc
+            for i in range(k):
+                for j in range(k):
+                    plane = planes[2 * ((i - p) % 2) + (j - p) % 2]          # ee, eo, oe, oo
+                    window, dc = (i - p) // 2 + 1, (j - p) // 2
+                    at = builder.add(builder.add(t_i, builder.mul(Wo_i, _int(window))), _int(1 + dc))
+                    w = _broadcast(builder, builder.extract_value(taps_v, k * i + j), vector)
+                    x = load(plane, at)
+                    groups[dc] = fma(w, x, groups[dc]) if dc in groups else builder.fmul(w, x)
+            y = fma(load(ml_v, t_i), groups[-1], groups[0])
+            if 1 in groups:
+                y = fma(load(mr_v, t_i), groups[1], y)
+            builder.store(y, _element(context, builder, dst_t, dst_v, types.intp, d_i, vector), align=align)
+            return context.get_dummy_value()
+
+        return sig, codegen
+
+    return step
+
+
+phase_taps3, phase_taps5 = _phase_taps(3), _phase_taps(5)
+phase_taps5.__doc__ = """For c < LANES, the stride-2 5x5 output at phase-plane position t + c
+(``depthwise_s2.py``, (2)): dst[d + c] = ml[t + c] * left + mid + mr[t + c] * right, where
+left, mid and right sum ``taps[5*i + j] * plane[t + c + window*Wo + 1 + dc]`` over the taps
+(i, j) at column offset dc = -1, 0 and 1, plane and window given by the tap's row and column
+parity and offset.  ee, eo,
+oe, oo, ml, mr, dst: 1-D C-contiguous arrays of one float dtype; taps: a 25-tuple of that dtype,
+row by row; t, Wo, d: integers.  Unchecked: the caller keeps every index in bounds."""
+phase_taps3.__doc__ = """``phase_taps5`` for a 3x3 kernel (9 taps; no tap at column offset +1, so mr is
+not read)."""
