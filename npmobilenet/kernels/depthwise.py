@@ -17,7 +17,7 @@ at ``off``.
 
 Three cases go elsewhere, where measured faster: stride 1 with "same" padding on maps of 12x12
 and more runs at the input's own row pitch with no copies (``depthwise_s1.py``), stride 2 with
-"same" padding splits its phase planes with vector shuffles and runs all taps in one loop, both
+"same" padding splits its phase planes with vector shuffles and runs all taps in one pass, both
 ways (``depthwise_s2.py``), and maps of a few pixels run channels-last (``depthwise_small.py``).
 
 Each kernel call handles a run of (channel, image block) tasks, allocating its scratch planes

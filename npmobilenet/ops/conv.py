@@ -34,7 +34,8 @@ Two paths compute (1), selected by ``npmobilenet.ops.backend.fast()``:
   images at a time so the columns stay in cache, the chunks of images spread over the threads.
   The kernels read the input through *phase planes* (``kernels/phases.py``; at stride 1 in place
   at the input's own pitch, at stride 2 split by vector shuffles): each way every kernel tap is
-  one unit-stride loop over a whole plane.
+  one unit-stride loop over a whole plane (written as explicit vector steps, ``kernels/simd.py``,
+  for 3x3 at stride 1 and for stride 2).
 
 The backward pass recomputes ``X_col`` from the cached ``x`` rather than keeping it: it is
 ``kh*kw`` times larger than ``x``.
