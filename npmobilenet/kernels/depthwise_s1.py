@@ -100,8 +100,8 @@ forward / backward; the backward's dx is the same pass, its dw sums unchanged):
 A 28-wide row is 3.5 steps, its last step half over columns already written; there the steps took
 8-14% longer than the flat loop (16x240x28x28 forward, a first version), hence ``MIN_STEP_WIDTH``
 = 32.  ROWS = 3 measured as 4, ROWS = 2 slower at 56x56 (0.83 of the flat loop's time against
-0.78).  For 5x5, steps of 1 to 3 rows were no faster than the flat loop (16x48x56x56: 1.04-1.11
-of its time), so 5x5 keeps it.
+0.78).  For 5x5, steps of 1 to 3 rows were no faster than the flat loop (16x48x56x56: 1.04-1.05
+of its time, and slower on smaller maps), so 5x5 keeps it.
 
 Channel multiplier 1 (every MobileNet) and square 3x3 and 5x5 kernels (the loops are written out
 per kernel size); anything else takes the phase-plane path.  Tasks are whole planes; every task

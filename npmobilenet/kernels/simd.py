@@ -239,8 +239,8 @@ phase_taps5.__doc__ = """For c < LANES, the stride-2 5x5 output at phase-plane p
 (``depthwise_s2.py``, (2)): dst[d + c] = ml[t + c] * left + mid + mr[t + c] * right, where
 left, mid and right sum ``taps[5*i + j] * plane[t + c + window*Wo + 1 + dc]`` over the taps
 (i, j) at column offset dc = -1, 0 and 1, plane and window given by the tap's row and column
-parity and offset.  ee, eo,
-oe, oo, ml, mr, dst: 1-D C-contiguous arrays of one float dtype; taps: a 25-tuple of that dtype,
-row by row; t, Wo, d: integers.  Unchecked: the caller keeps every index in bounds."""
+parity and offset.  ee, eo, oe, oo, ml, mr, dst: 1-D C-contiguous arrays of one float dtype;
+taps: a 25-tuple of that dtype, row by row; t, Wo, d: integers.  Unchecked: the caller keeps
+every index in bounds."""
 phase_taps3.__doc__ = """``phase_taps5`` for a 3x3 kernel (9 taps; no tap at column offset +1, so mr is
 not read)."""
